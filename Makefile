@@ -1,0 +1,20 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both install first.
+PYTHON ?= python3
+PIP = $(PYTHON) -m pip
+
+.PHONY: install demo test lint
+
+# torch first, pinned to the CPU build, or sentence-transformers pulls a multi-GB CUDA build
+install:
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+
+demo: install
+	portrayal-audit scan corpora/sample --output reports/sample-scan --overwrite
+
+lint:
+	ruff check audit tests bench
+	ruff format --check audit tests bench
+
+test: install lint
+	$(PYTHON) -m pytest -q --durations=10

@@ -1,0 +1,1 @@
+"""Shipped model artifacts (installed as the package data `audit.classifiers`)."""
