@@ -13,20 +13,38 @@ from datatrove.utils.logging import logger
 _FORMAT = "{time:HH:mm:ss} | <level>{level: <7}</level> | {message}"
 
 
+def _console_filter(level: str) -> dict:
+    """Our own lines at `level`; datatrove's (per-task stats tables, launch notices) only from WARNING."""
+    return {"": max(level, "WARNING", key=lambda name: logger.level(name).no), "audit": level}
+
+
 def console_logging(level: str) -> None:
-    """Send datatrove's and our log lines to stderr at `level`, in a short format."""
+    """Send log lines to stderr in a short format: ours at `level`, datatrove's warnings and errors."""
     logger.remove()
-    logger.add(sys.stderr, level=level, format=_FORMAT, colorize=sys.stderr.isatty())
+    logger.add(sys.stderr, level=level, filter=_console_filter(level), format=_FORMAT, colorize=sys.stderr.isatty())
 
 
 def _task_logger(logging_dir, rank: int, local_rank: int = 0, node_rank: int = -1, level: str = "INFO"):
-    """datatrove's per-task logger, with our console level: full log to file, short lines to stderr."""
+    """datatrove's per-task logger with our console filter; the task's full log still goes to its file."""
     logger.remove()
     logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
-    logger.add(sys.stderr, level=level if local_rank == 0 else "ERROR", format=_FORMAT, colorize=sys.stderr.isatty())
+    console_level = level if local_rank == 0 else "ERROR"
+    logger.add(
+        sys.stderr,
+        level=console_level,
+        filter=_console_filter(console_level),
+        format=_FORMAT,
+        colorize=sys.stderr.isatty(),
+    )
     logger.add(logfile, level="DEBUG", colorize=False)
-    logger.info(f"task {rank} started")
     return logfile
+
+
+def _close_task_logger(logfile, level: str = "INFO") -> None:
+    """datatrove's task-logger teardown, restoring our console handler rather than loguru's default."""
+    logger.complete()
+    console_logging(level)
+    logfile.close()
 
 
 class AuditLocalExecutor(LocalPipelineExecutor):
@@ -42,6 +60,7 @@ class AuditLocalExecutor(LocalPipelineExecutor):
         import datatrove.executor.base as executor_base
 
         executor_base.add_task_logger = functools.partial(_task_logger, level=self.console_level)
+        executor_base.close_task_logger = functools.partial(_close_task_logger, level=self.console_level)
         return super()._run_for_rank(rank, local_rank, node_rank)
 
 

@@ -7,6 +7,7 @@ import os
 import time
 
 from datatrove.io import DataFolder, get_datafolder
+from datatrove.utils.logging import logger
 
 from audit.classify import ClassifyStep
 from audit.config import ScanConfig
@@ -106,6 +107,11 @@ def scan(config: ScanConfig) -> dict:
         logging_dir=output.resolve_paths("logs"),
         console_level="INFO" if config.progress else "ERROR",
     )
+    done = len(executor.get_incomplete_ranks(range(tasks), skip_completed=False)) - len(
+        executor.get_incomplete_ranks(range(tasks))
+    )
+    if done:
+        logger.info(f"resuming {output.path}: {done} of {tasks} tasks already finished, skipping them")
     executor.run()
     extra = {
         "input": {"files": inputs.n_files, "bytes": inputs.total_bytes, "skipped_unknown_format": inputs.skipped},

@@ -15,8 +15,9 @@ class Progress:
     `interval` seconds, so long runs show life without flooding the log.
     """
 
-    def __init__(self, rank: int = 0, enabled: bool = True, interval: float = 30.0):
+    def __init__(self, rank: int = 0, enabled: bool = True, interval: float = 30.0, label: str = ""):
         self.rank = rank
+        self.label = label
         self.enabled = enabled
         self.interval = interval
         self.records = 0
@@ -27,7 +28,7 @@ class Progress:
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(desc=f"task {rank}", unit=" rec", position=rank, leave=False, dynamic_ncols=True)
+            self._bar = tqdm(desc=f"task {rank}{label}", unit=" rec", position=rank, leave=False, dynamic_ncols=True)
 
     def update(self, records: int = 1, nbytes: int = 0) -> None:
         self.records += records
@@ -50,7 +51,7 @@ class Progress:
     def summary(self) -> str:
         elapsed = max(time.monotonic() - self._start, 1e-9)
         return (
-            f"task {self.rank}: {self.records:,} records ({self.records / elapsed:,.0f}/s), "
+            f"task {self.rank}{self.label}: {self.records:,} records ({self.records / elapsed:,.0f}/s), "
             f"{self.bytes / 1e6:,.1f} MB ({self._mb_per_s():,.1f} MB/s)"
         )
 
@@ -58,5 +59,5 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        if self.enabled:
+        if self.enabled and self.records:
             logger.info(self.summary())

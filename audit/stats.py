@@ -72,13 +72,12 @@ def pipeline_counters(folder: DataFolder) -> dict:
     for path in sorted(folder.list_files("logs/stats")) if folder.isdir("logs/stats") else []:
         with folder.open(path, "rt") as handle:
             total = total + PipelineStats.from_json(json.load(handle))
-    steps = {}
+    steps: dict[str, dict] = {}
     for step in total.stats:
-        counters = {
-            key: (value if isinstance(value, (int, float)) else value.get("total"))
-            for key, value in step.stats.to_dict().items()
-        }
-        steps[step.name] = {"seconds": round(step.time_stats.total, 3), **counters}
+        merged = steps.setdefault(step.name, {"seconds": 0.0})  # e.g. the WARC and WET readers share a name
+        merged["seconds"] = round(merged["seconds"] + step.time_stats.total, 3)
+        for key, value in step.stats.to_dict().items():
+            merged[key] = merged.get(key, 0) + (value if isinstance(value, (int, float)) else value.get("total", 0))
     return steps
 
 
@@ -103,5 +102,5 @@ def summarize(folder: DataFolder, extra: dict) -> dict:
         **extra,
     }
     with folder.open("stats.json", "wt") as handle:
-        json.dump(summary, handle, indent=2)
+        json.dump(summary, handle, indent=2, ensure_ascii=False)
     return summary

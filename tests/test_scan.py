@@ -77,6 +77,8 @@ def test_scan_of_shared_web_data_has_contract_columns_and_one_row_per_record(sha
     stats = read_stats(out)
     assert stats["records"]["total"] == len(rows) == stats["records"]["documents"]
     assert sum(stats["labels"].values()) == len(rows)
+    read_by_readers = sum(step.get("records", 0) for name, step in stats["steps"].items() if "READER" in name)
+    assert read_by_readers == len(rows)
     assert "documents" in result.stdout and "records" in result.stdout
 
 
@@ -113,9 +115,29 @@ def test_rerun_resumes_and_refuses_to_mix_other_settings(web_docs, tmp_path):
     run_cli("scan", str(shard), "-o", str(out), "-q")
     first = sorted(read_documents(out).to_pylist(), key=lambda r: r["id"])
     second_run = run_cli("scan", str(shard), "-o", str(out))
-    assert "already been completed" in second_run.stderr or "Skipping" in second_run.stderr
+    assert "1 of 1 tasks already finished, skipping them" in second_run.stderr
     assert sorted(read_documents(out).to_pylist(), key=lambda r: r["id"]) == first
     mixed = run_cli("scan", str(shard), "-o", str(out), "--threshold", "0.33", check=False)
     assert mixed.returncode == 2 and "--overwrite" in mixed.stderr and "Traceback" not in mixed.stderr
     run_cli("scan", str(shard), "-o", str(out), "--threshold", "0.33", "--overwrite", "-q")
     assert read_stats(out)["model"]["threshold"] == 0.33
+
+
+def test_fsspec_urls_for_input_and_output(web_docs):
+    import fsspec
+    from click.testing import CliRunner
+
+    from audit.cli import main
+
+    fs = fsspec.filesystem("memory")
+    with fs.open("/corpus/part-0.jsonl", "w") as handle:
+        handle.write(
+            "".join(json.dumps({"id": f"m{i}", "text": d["text"]}) + "\n" for i, d in enumerate(web_docs[:25]))
+        )
+    result = CliRunner().invoke(main, ["scan", "memory://corpus/", "-o", "memory://scan-out", "--workers", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    paths = fs.glob("/scan-out/documents/*.parquet")
+    with fs.open(paths[0], "rb") as handle:
+        table = pq.read_table(handle)
+    assert sorted(table.column("id").to_pylist()) == sorted(f"m{i}" for i in range(25))
+    assert json.loads(fs.cat("/scan-out/stats.json"))["records"]["total"] == 25

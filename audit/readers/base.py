@@ -28,6 +28,7 @@ class RecordReader(BaseDiskReader):
     """Reads an explicit list of files (relative to `data_folder`), `files[rank::world_size]` per task."""
 
     type = "📖 - READER"
+    file_kind = "input"  # how progress lines name this reader's files
 
     def __init__(
         self,
@@ -74,7 +75,7 @@ class RecordReader(BaseDiskReader):
         if data:
             yield from data
         shard = self.files[rank::world_size]
-        progress = Progress(rank=rank, enabled=self.progress)
+        progress = Progress(rank=rank, enabled=self.progress, label=f" ({len(shard)} {self.file_kind} files)")
         count = 0
         try:
             for filepath in shard:

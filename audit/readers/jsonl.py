@@ -13,6 +13,7 @@ from audit.records import ReadError
 
 class JsonlRecordReader(RecordReader):
     name = "🐿 Jsonl (accounted)"
+    file_kind = "JSONL"
     _requires_dependencies = ["orjson"]
 
     def read_items(self, filepath: str, source: str) -> Iterator[Item]:

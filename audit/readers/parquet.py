@@ -13,6 +13,7 @@ BATCH_ROWS = 1024
 
 class ParquetRecordReader(RecordReader):
     name = "📒 Parquet (accounted)"
+    file_kind = "Parquet"
 
     def read_items(self, filepath: str, source: str) -> Iterator[Item]:
         with self.data_folder.open(filepath, "rb") as handle:

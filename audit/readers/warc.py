@@ -20,6 +20,7 @@ HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 class WarcRecordReader(RecordReader):
     name = "🕷 Warc (accounted)"
+    file_kind = "WARC/WET"
     _requires_dependencies = ["warcio", "trafilatura"]
 
     def __init__(self, *args, **kwargs):
