@@ -13,8 +13,8 @@ demo: install
 	portrayal-audit scan corpora/sample --output reports/sample-scan --overwrite
 
 lint:
-	ruff check audit tests bench
-	ruff format --check audit tests bench
+	ruff check .
+	ruff format --check .
 
 test: install lint
 	$(PYTHON) -m pytest -q --durations=10
