@@ -1,50 +1,47 @@
-"""The classifier cascade as a plain Python object: text in, DocumentResult out.
+"""The classifier cascade as a plain Python object: texts in, DocumentResults out.
 
-The pipeline runs the same pieces as datatrove steps; this is the way to classify a handful of
-texts from Python, and what `eval` and `train` measure.
+The pipeline runs the same pieces as datatrove steps; this is the way to classify texts from
+Python, and what `eval` and `train` measure.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from audit.classify import FastTextScorer, score_passages
-from audit.fuse import DocumentResult, fuse_document, unclassified_result
+from audit.aggregate import DocumentResult, aggregate_document, unclassified_result
+from audit.classify import STAGES, ModelStages
 from audit.gate import GateConfig, LexicalGate
-from audit.models import CALIBRATION_FILE, FASTTEXT_FILE, Calibration, resolve_model_dir
+from audit.models import CALIBRATION_FILE, Calibration, resolve_model_dir
 from audit.segment import SegmentConfig, segment
 
 
 class Cascade:
-    """segment -> gate -> fastText -> fuse, with the models of `model_dir` (default: shipped)."""
+    """segment -> gate -> fastText -> embeddings + fusion -> aggregate, with the models of `model_dir`."""
 
     def __init__(
         self,
         model_dir: str | Path | None = None,
         threshold: float | None = None,
+        stages: tuple[str, ...] = STAGES,
         segment_config: SegmentConfig = SegmentConfig(),
         gate_config: GateConfig = GateConfig(),
-        calibration: Calibration | None = None,
     ):
         directory = resolve_model_dir(model_dir)
-        self.calibration = calibration or Calibration.load(directory / CALIBRATION_FILE)
+        self.calibration = Calibration.load(directory / CALIBRATION_FILE)
         self.threshold = self.calibration.threshold if threshold is None else threshold
-        self.scorer = FastTextScorer(directory / FASTTEXT_FILE, self.calibration.temperature)
+        self.models = ModelStages.load(directory, tuple(stages))
         self.segment_config = segment_config
         self.gate = LexicalGate(gate_config)
-        self.prior = np.asarray(self.calibration.gate_prior, dtype=np.float32)
+
+    def classify_many(self, texts: list[str], batch_size: int = 256) -> list[DocumentResult]:
+        results = []
+        for start in range(0, len(texts), batch_size):
+            batch = [(text, segment(text, self.segment_config)) for text in texts[start : start + batch_size]]
+            for text, passages in batch:
+                self.gate.mark(text, passages)
+            self.models.score(batch)
+            results += [aggregate_document(p, self.threshold) if p else unclassified_result() for _, p in batch]
+        return results
 
     def classify(self, text: str) -> DocumentResult:
-        passages = segment(text, self.segment_config)
-        if not passages:
-            return unclassified_result()
-        passed = self.gate.passes(text[: passages[-1].end])
-        for passage in passages:
-            passage.gated = passed
-        score_passages(self.scorer, text, passages, self.prior, self.threshold)
-        return fuse_document(passages, self.threshold)
-
-    def classify_many(self, texts: list[str]) -> list[DocumentResult]:
-        return [self.classify(text) for text in texts]
+        return self.classify_many([text])[0]

@@ -12,6 +12,15 @@ from audit.inputs import FORMATS
 from audit.records import InputError
 
 
+def _stages(value: str) -> tuple[str, ...]:
+    from audit.classify import STAGES
+
+    stages = tuple(s.strip() for s in value.split(",") if s.strip())
+    if not stages or set(stages) - set(STAGES):
+        _fail(f"--stages takes a comma-separated subset of {', '.join(STAGES)}; got {value!r}")
+    return stages
+
+
 def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(2)
@@ -25,7 +34,7 @@ def main() -> None:
     \b
     Typical use:
       portrayal-audit scan shards/ --output out/     classify every document
-      portrayal-audit eval corpora/dev.jsonl         measure the classifier
+      portrayal-audit eval corpora/test.jsonl        measure the classifier
     """
 
 
@@ -46,9 +55,15 @@ def main() -> None:
     "--threshold", type=float, help="p_malevolent_ai at which text is flagged. Default: the model's (see its card)."
 )
 @click.option("--model-dir", type=click.Path(file_okay=False), help="Model folder. Default: the shipped models.")
+@click.option(
+    "--stages",
+    default="fasttext,embedding",
+    show_default=True,
+    help="Model stages, comma-separated: 'fasttext' alone skips the (slower) embedding stage.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an earlier scan in --output instead of resuming it.")
 @click.option("-q", "--quiet", is_flag=True, help="Print errors and the final summary only.")
-def scan(inputs, output, fmt, text_key, id_key, tasks, workers, limit, threshold, model_dir, overwrite, quiet) -> None:
+def scan(inputs, output, fmt, text_key, id_key, tasks, workers, limit, threshold, model_dir, stages, overwrite, quiet):
     """Classify every record of INPUTS (files, directories, globs; local or fsspec URLs).
 
     Formats: JSONL (.jsonl/.json, optionally .gz or .zst), Parquet, WARC (HTML is extracted to
@@ -68,6 +83,7 @@ def scan(inputs, output, fmt, text_key, id_key, tasks, workers, limit, threshold
         limit=limit,
         threshold=threshold,
         model_dir=model_dir,
+        stages=_stages(stages),
         overwrite=overwrite,
         progress=not quiet,
     )
@@ -95,7 +111,7 @@ def scan(inputs, output, fmt, text_key, id_key, tasks, workers, limit, threshold
     help="The shared data folder (persona statements and web documents).",
 )
 def corpus(corpora, shared) -> None:
-    """Build corpora/train.jsonl and corpora/dev.jsonl from every labelled source."""
+    """Build corpora/train.jsonl, dev.jsonl and test.jsonl from every labelled source."""
     from collections import Counter
 
     from audit.corpus import build_corpus, write_splits
@@ -118,12 +134,16 @@ def corpus(corpora, shared) -> None:
 @click.option(
     "--dev-file", default="corpora/dev.jsonl", show_default=True, type=click.Path(dir_okay=False, exists=True)
 )
+@click.option(
+    "--test-file", default="corpora/test.jsonl", show_default=True, type=click.Path(dir_okay=False, exists=True)
+)
 @click.option("--output-dir", default="classifiers", show_default=True, type=click.Path(file_okay=False))
 @click.option("--seed", default=13, show_default=True, type=int)
 @click.option("--epoch", default=30, show_default=True, type=int)
 @click.option("--no-quantize", is_flag=True, help="Keep the full-size model.")
-def train(train_file, dev_file, output_dir, seed, epoch, no_quantize) -> None:
-    """Train the fastText model, calibrate it on the dev split, and write its model card."""
+@click.option("--embedding-cache", type=click.Path(dir_okay=False), help="An .npz that keeps embeddings between runs.")
+def train(train_file, dev_file, test_file, output_dir, seed, epoch, no_quantize, embedding_cache) -> None:
+    """Train the models on the train split, calibrate on dev, report on test, write the model card."""
     from audit.train import TrainConfig
     from audit.train import train as run_train
 
@@ -136,16 +156,23 @@ def train(train_file, dev_file, output_dir, seed, epoch, no_quantize) -> None:
         quantize=not no_quantize,
     )
     card = run_train(config)
-    report = card["dev_report"]
-    click.echo(f"wrote {output_dir}: model {card['model_version']}, dev macro-F1 {report['macro_f1']:.3f}")
+    for stages, report in card["test_reports"].items():
+        click.echo(f"test split, {stages}: macro-F1 {report['macro_f1']:.3f}")
+    click.echo(f"wrote {output_dir}: model {card['model_version']} (see its MODEL_CARD.md)")
 
 
 @main.command(name="eval")
 @click.argument("labelled", type=click.Path(dir_okay=False, exists=True))
 @click.option("--model-dir", type=click.Path(file_okay=False), help="Model folder. Default: the shipped models.")
 @click.option("--threshold", type=float, help="p_malevolent_ai threshold. Default: the model's.")
+@click.option(
+    "--stages",
+    default="fasttext,embedding",
+    show_default=True,
+    help="Model stages to measure: 'fasttext', 'embedding' (kNN alone) or both (the cascade).",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the metrics as JSON here.")
-def eval_command(labelled, model_dir, threshold, json_path) -> None:
+def eval_command(labelled, model_dir, threshold, stages, json_path) -> None:
     """Measure the classifier on LABELLED.jsonl (fields text, label, optional id)."""
     from audit.cascade import Cascade
     from audit.corpus import read_labelled
@@ -153,7 +180,7 @@ def eval_command(labelled, model_dir, threshold, json_path) -> None:
 
     try:
         rows = read_labelled(Path(labelled))
-        cascade = Cascade(model_dir, threshold=threshold)
+        cascade = Cascade(model_dir, threshold=threshold, stages=_stages(stages))
     except (ValueError, InputError) as exc:
         _fail(str(exc))
     report = cascade_report(cascade, rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from audit.classify import STAGES
 from audit.gate import GateConfig
 from audit.segment import SegmentConfig
 
@@ -24,6 +25,7 @@ class ScanConfig:
     limit: int = -1  # at most this many records per task (-1: all)
     threshold: float | None = None  # p_malevolent_ai at which text is flagged; default: the model's
     model_dir: str | None = None  # default: the shipped models
+    stages: tuple[str, ...] = STAGES  # model stages to run: fastText, and the embedding stage
     overwrite: bool = False  # discard an earlier scan in `output` instead of resuming it
     progress: bool = True
     executor: str = "local"

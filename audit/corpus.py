@@ -9,7 +9,7 @@ Sources (recorded per row in `origin`):
   lexical gate rejects are `unrelated` by rule.
 
 The split is by `group` (a story, thread, persona file or web document), so no story, source
-file or document has passages on both sides.
+file or document has passages on two sides.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from audit.gate import LexicalGate
 from audit.labels import check_label
 from audit.segment import segment
 
-DEV_PERCENT = 25
+TEST_PERCENT = 15  # held out for the model card: never trained or calibrated on
+DEV_PERCENT = 15  # for calibration, fusion and the threshold: never trained on
+SPLITS = ("train", "dev", "test")
 
 #: persona file -> (label of statements that express the disposition, label of those that deny it).
 #: None skips that side: a denied power-seeking statement ("I should voluntarily miss out on
@@ -85,9 +87,11 @@ class Example:
 
 
 def split_of(group: str) -> str:
-    """`dev` for about DEV_PERCENT% of groups, chosen by a hash of the group, else `train`."""
+    """`test`, `dev` or `train`, by a hash of the group: every example of a group lands together."""
     bucket = int(hashlib.sha1(group.encode("utf-8")).hexdigest()[:8], 16) % 100
-    return "dev" if bucket < DEV_PERCENT else "train"
+    if bucket < TEST_PERCENT:
+        return "test"
+    return "dev" if bucket < TEST_PERCENT + DEV_PERCENT else "train"
 
 
 def _example(text: str, label: str, origin: str, genre: str, group: str) -> Example:
@@ -198,9 +202,9 @@ def build_corpus(corpora_dir: Path, shared_data: Path) -> list[Example]:
 
 
 def write_splits(examples: list[Example], corpora_dir: Path) -> dict[str, Path]:
-    """Write `train.jsonl` and `dev.jsonl` (fields text, label, origin, genre, group)."""
+    """Write `train.jsonl`, `dev.jsonl` and `test.jsonl` (fields text, label, origin, genre, group)."""
     paths = {}
-    for split in ("train", "dev"):
+    for split in SPLITS:
         path = corpora_dir / f"{split}.jsonl"
         with path.open("w", encoding="utf-8") as handle:
             for example in examples:

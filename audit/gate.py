@@ -106,15 +106,20 @@ AI_NOT_ARTIFICIAL = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class GateConfig:
-    """Extra terms (lowercase regular expressions, matched in lowercased text) to treat as AI mentions."""
+    """What the gate lets through to the models."""
 
-    extra_terms: tuple[str, ...] = ()
+    extra_terms: tuple[str, ...] = ()  # lowercase regular expressions, matched in lowercased text
+    # documents shorter than this are always scored: cheap, and short AI text often names no AI term
+    score_below_chars: int = 1000
+    # passages shorter than this are never scored ("read more", "• My Account"): too little to judge
+    min_passage_chars: int = 25
 
 
 class LexicalGate:
     """Decides, from words alone, whether a text mentions AI in a way worth a model's time."""
 
     def __init__(self, config: GateConfig = GateConfig()):
+        self.config = config
         terms = AI_TERMS + tuple(config.extra_terms)
         # patterns are lowercase and matched against lowercased text: much faster than IGNORECASE
         self._terms = re.compile(r"\b(?:" + "|".join(terms) + r")\b")
@@ -130,6 +135,17 @@ class LexicalGate:
 
     def _blank_false_friends(self, text: str) -> str:
         return self._false_friends.sub(lambda m: " " * len(m.group()), text)
+
+    def admits(self, text: str) -> bool:
+        """Whether the models should see this document: short ones always, others if they mention AI."""
+        return len(text) < self.config.score_below_chars or self.passes(text)
+
+    def mark(self, text: str, passages: list) -> bool:
+        """Set `gated` on each passage long enough to judge, if the document is admitted; returns admission."""
+        admitted = bool(passages) and self.admits(text[: passages[-1].end])
+        for passage in passages:
+            passage.gated = admitted and passage.end - passage.start >= self.config.min_passage_chars
+        return admitted
 
     def passes(self, text: str) -> bool:
         """True if `text` mentions AI at all (false friends excluded)."""
@@ -160,9 +176,6 @@ class GateStep(PipelineStep):
             passages = document.metadata.get(records.PASSAGES)
             if passages:
                 with self.track_time():
-                    limit = passages[-1].end
-                    passed = self._gate.passes(document.text[:limit])
-                for passage in passages:
-                    passage.gated = passed
+                    passed = self._gate.mark(document.text, passages)
                 self.stat_update("gate_passed" if passed else "gate_rejected")
             yield document

@@ -1,4 +1,4 @@
-"""The scan: inputs -> readers -> segment -> gate -> classify -> fuse -> writers, on datatrove."""
+"""The scan: inputs -> readers -> segment -> gate -> classify -> aggregate -> writers, on datatrove."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import time
 from datatrove.io import DataFolder, get_datafolder
 from datatrove.utils.logging import logger
 
+from audit.aggregate import AggregateStep
 from audit.classify import ClassifyStep
 from audit.config import ScanConfig
 from audit.executors import console_logging, make_executor
-from audit.fuse import FuseStep
 from audit.gate import GateStep
 from audit.inputs import ResolvedInputs, resolve_inputs
 from audit.models import CALIBRATION_FILE, FASTTEXT_FILE, Calibration, file_digest, resolve_model_dir
@@ -44,8 +44,8 @@ def build_pipeline(config: ScanConfig, inputs: ResolvedInputs, model_dir: str, t
         *readers,
         SegmentStep(config.segment),
         GateStep(config.gate),
-        ClassifyStep(model_dir=model_dir, threshold=threshold),
-        FuseStep(threshold=threshold),
+        ClassifyStep(model_dir=model_dir, stages=config.stages),
+        AggregateStep(threshold=threshold),
         DocumentsWriter(config.output),
         PassagesWriter(config.output),
         ErrorsWriter(config.output),

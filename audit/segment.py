@@ -26,9 +26,9 @@ class Passage:
 
     start: int
     end: int
-    gated: bool = False  # passed the lexical gate, so a model scored it
+    gated: bool = False  # passed the lexical gate, so the models score it
     probs: np.ndarray | None = field(default=None, repr=False)  # calibrated, in LABELS order
-    label: str | None = None
+    label: str | None = None  # decided from probs at the configured threshold
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,20 +38,21 @@ def test_fasttext_predict_works_with_this_numpy():
     assert probs.shape == (3, len(LABELS)) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
-def small_split(tmp_path: Path) -> tuple[Path, Path]:
-    rows = read_labelled(REPO / "corpora" / "train.jsonl")
-    random.Random(1).shuffle(rows)
-    picked = []
-    for label in LABELS:
-        picked += [r for r in rows if r["label"] == label][:40]
-    train, dev = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
-    train.write_text("".join(json.dumps(r) + "\n" for r in picked[::2] + picked[1::4]))
-    dev.write_text("".join(json.dumps(r) + "\n" for r in picked[3::4]))
-    return train, dev
+def small_splits(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A few hundred examples of each split, every label present."""
+    paths = []
+    for split, per_label in (("train", 120), ("dev", 12), ("test", 12)):
+        rows = read_labelled(REPO / "corpora" / f"{split}.jsonl")
+        random.Random(1).shuffle(rows)
+        picked = [r for label in LABELS for r in [r for r in rows if r["label"] == label][:per_label]]
+        path = tmp_path / f"{split}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in picked))
+        paths.append(path)
+    return tuple(paths)
 
 
 def test_train_is_reproducible_and_eval_reports_metrics(tmp_path):
-    train, dev = small_split(tmp_path)
+    train, dev, test = small_splits(tmp_path)
     for name in ("a", "b"):
         run_cli(
             "train",
@@ -59,6 +60,8 @@ def test_train_is_reproducible_and_eval_reports_metrics(tmp_path):
             str(train),
             "--dev-file",
             str(dev),
+            "--test-file",
+            str(test),
             "--output-dir",
             str(tmp_path / name),
             "--epoch",
@@ -69,14 +72,27 @@ def test_train_is_reproducible_and_eval_reports_metrics(tmp_path):
     card = (tmp_path / "a" / "MODEL_CARD.md").read_text()
     assert "epoch 5" in card and "Corpus sha256" in card
 
-    result = run_cli("eval", str(dev), "--model-dir", str(tmp_path / "a"), "--json", str(tmp_path / "m.json"))
-    metrics = json.loads((tmp_path / "m.json").read_text())
-    assert set(metrics["per_label"]) == set(LABELS)
-    assert metrics["n"] == len(dev.read_text().splitlines())
-    assert sum(map(sum, metrics["confusion"])) == metrics["n"]
-    assert f"macro-F1 {metrics['macro_f1']:.3f}" in result.stdout
+    assert (tmp_path / "a" / "exemplars.faiss").read_bytes() == (tmp_path / "b" / "exemplars.faiss").read_bytes()
+    # fusion.json is NOT yet reproducible between runs (known bug, see README "Quality today")
+
     training = json.loads((tmp_path / "a" / "training.json").read_text())
-    assert training["dev_report"]["macro_f1"] == metrics["macro_f1"]  # the card's figure is the command's
+    for stages in ("fasttext", "embedding", "fasttext,embedding"):
+        result = run_cli(
+            "eval",
+            str(test),
+            "--model-dir",
+            str(tmp_path / "a"),
+            "--stages",
+            stages,
+            "--json",
+            str(tmp_path / "m.json"),
+        )
+        metrics = json.loads((tmp_path / "m.json").read_text())
+        assert set(metrics["per_label"]) == set(LABELS)
+        assert metrics["n"] == len(test.read_text().splitlines()) == sum(map(sum, metrics["confusion"]))
+        assert f"macro-F1 {metrics['macro_f1']:.3f}" in result.stdout
+        # the model card's figures are exactly what the command prints
+        assert training["test_reports"][stages.replace(",", "+")]["macro_f1"] == metrics["macro_f1"]
 
 
 def test_eval_rejects_unknown_labels_with_file_and_line(tmp_path):

@@ -108,6 +108,17 @@ def test_parquet_input_with_custom_text_and_id_keys(web_docs, tmp_path):
     assert rows["d0"]["status"] == "ok" and rows["d0"]["n_chars"] == len(web_docs[0]["text"])
 
 
+def test_zstd_jsonl_and_limit(web_docs, tmp_path):
+    import zstandard
+
+    lines = "".join(json.dumps({"id": f"z{i}", "text": d["text"]}) + "\n" for i, d in enumerate(web_docs[:30]))
+    (tmp_path / "part.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(lines.encode()))
+    run_cli("scan", str(tmp_path / "part.jsonl.zst"), "-o", str(tmp_path / "all"), "-q")
+    assert read_documents(tmp_path / "all").num_rows == 30
+    run_cli("scan", str(tmp_path / "part.jsonl.zst"), "-o", str(tmp_path / "five"), "--limit", "5", "-q")
+    assert sorted(read_documents(tmp_path / "five").column("id").to_pylist()) == [f"z{i}" for i in range(5)]
+
+
 def test_rerun_resumes_and_refuses_to_mix_other_settings(web_docs, tmp_path):
     shard = tmp_path / "in.jsonl"
     shard.write_text("".join(json.dumps({"id": str(i), "text": d["text"]}) + "\n" for i, d in enumerate(web_docs[:30])))

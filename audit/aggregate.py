@@ -1,4 +1,5 @@
-"""From passage labels to a document's label, probabilities, flag and spans.
+"""From passage probabilities to labels: each passage's, and the document's label, probabilities,
+flag and spans.
 
 A document's label is its dominant portrayal *of AI*: passages are averaged with weights equal to
 their length times how likely they are to be about AI (1 - p_unrelated), so a long page of
@@ -16,11 +17,17 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from audit import records
-from audit.classify import decide_label
 from audit.labels import LABELS, MALEVOLENT, UNRELATED
 from audit.segment import Passage
 
 _UNRELATED = LABELS.index(UNRELATED)
+
+
+def decide_label(probs: np.ndarray, threshold: float) -> str:
+    """`malevolent_ai` when its probability reaches `threshold`, else the likeliest other label."""
+    if probs[0] >= threshold:
+        return MALEVOLENT
+    return LABELS[1 + int(np.argmax(probs[1:]))]
 
 
 @dataclass(slots=True)
@@ -31,8 +38,10 @@ class DocumentResult:
     spans: list[dict] = field(default_factory=list)
 
 
-def fuse_document(passages: list[Passage], threshold: float) -> DocumentResult:
-    """Combine scored passages into the document's result."""
+def aggregate_document(passages: list[Passage], threshold: float) -> DocumentResult:
+    """Label scored passages and combine them into the document's result."""
+    for passage in passages:
+        passage.label = decide_label(passage.probs, threshold)
     lengths = np.array([p.end - p.start for p in passages], dtype=np.float64)
     probs = np.stack([p.probs for p in passages]).astype(np.float64)
     weights = lengths * np.clip(1.0 - probs[:, _UNRELATED], 1e-6, 1.0)
@@ -53,10 +62,10 @@ def unclassified_result() -> DocumentResult:
     return DocumentResult(label=UNRELATED, probs=probs, flagged=False)
 
 
-class FuseStep(PipelineStep):
+class AggregateStep(PipelineStep):
     """Attaches `metadata["result"]` (a DocumentResult) to every record document."""
 
-    name = "🧮 Fuse"
+    name = "🧮 Aggregate"
     type = "🔻 - CLASSIFY"
 
     def __init__(self, threshold: float):
@@ -67,7 +76,7 @@ class FuseStep(PipelineStep):
         for document in data:
             if not records.is_error(document):
                 passages = document.metadata.get(records.PASSAGES)
-                result = fuse_document(passages, self.threshold) if passages else None
-                document.metadata[records.RESULT] = result or unclassified_result()
-                self.stat_update(f"label_{document.metadata[records.RESULT].label}")
+                result = aggregate_document(passages, self.threshold) if passages else unclassified_result()
+                document.metadata[records.RESULT] = result
+                self.stat_update(f"label_{result.label}")
             yield document
