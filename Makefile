@@ -11,6 +11,9 @@ install:
 
 demo: install
 	portrayal-audit scan corpora/sample --output reports/sample-scan --overwrite
+	portrayal-audit report reports/sample-scan
+	portrayal-audit manifest reports/sample-scan --policy default --output reports/sample-manifest.parquet
+	portrayal-audit index reports/sample-scan -q
 
 lint:
 	ruff check .

@@ -10,6 +10,7 @@ import click
 
 from audit.inputs import FORMATS
 from audit.records import InputError
+from audit.tune import TuneConfig
 
 
 def _stages(value: str) -> tuple[str, ...]:
@@ -34,6 +35,14 @@ def main() -> None:
     \b
     Typical use:
       portrayal-audit scan shards/ --output out/     classify every document
+      portrayal-audit report out/                    tables, summary.html and a summary
+      portrayal-audit manifest out/ --policy default --output m.parquet
+                                                     per-document training weights
+      portrayal-audit apply m.parquet shards/ --output reweighted/
+                                                     write the reweighted corpus, and check it
+      portrayal-audit index out/ && portrayal-audit query out/ "an AI copies itself to escape"
+                                                     search the passages by meaning
+      portrayal-audit sql out/ "SELECT label, count(*) FROM documents GROUP BY 1"
       portrayal-audit eval corpora/test.jsonl        measure the classifier
     """
 
@@ -138,53 +147,283 @@ def corpus(corpora, shared) -> None:
     "--test-file", default="corpora/test.jsonl", show_default=True, type=click.Path(dir_okay=False, exists=True)
 )
 @click.option("--output-dir", default="classifiers", show_default=True, type=click.Path(file_okay=False))
+@click.option(
+    "--background",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="Unlabelled real web documents (JSONL/.gz with text): the model card reports how many are flagged.",
+)
 @click.option("--seed", default=13, show_default=True, type=int)
-@click.option("--epoch", default=30, show_default=True, type=int)
-@click.option("--no-quantize", is_flag=True, help="Keep the full-size model.")
+@click.option("--epoch", default=30, show_default=True, type=int, help="fastText epochs.")
+@click.option("--no-quantize", is_flag=True, help="Keep the full-size fastText model.")
+@click.option(
+    "--tune-epochs",
+    default=TuneConfig.epochs,
+    show_default=True,
+    type=int,
+    help="Epochs of fine-tuning the embedding model's top layers; 0 keeps it frozen (fast, weaker).",
+)
+@click.option("--tune-layers", default=TuneConfig.top_layers, show_default=True, type=int, help="Top layers tuned.")
 @click.option("--embedding-cache", type=click.Path(dir_okay=False), help="An .npz that keeps embeddings between runs.")
-def train(train_file, dev_file, test_file, output_dir, seed, epoch, no_quantize, embedding_cache) -> None:
-    """Train the models on the train split, calibrate on dev, report on test, write the model card."""
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def train(
+    train_file,
+    dev_file,
+    test_file,
+    output_dir,
+    background,
+    seed,
+    epoch,
+    no_quantize,
+    tune_epochs,
+    tune_layers,
+    embedding_cache,
+    quiet,
+) -> None:
+    """Train the models on the train split, calibrate on dev, report on dev and test, write the model card."""
     from audit.train import TrainConfig
     from audit.train import train as run_train
 
     config = TrainConfig(
         train_file=train_file,
         dev_file=dev_file,
+        test_file=test_file,
         output_dir=output_dir,
+        background=tuple(background),
         seed=seed,
         epoch=epoch,
         quantize=not no_quantize,
+        tune=TuneConfig(epochs=tune_epochs, top_layers=tune_layers, seed=seed),
+        embedding_cache=embedding_cache,
     )
-    card = run_train(config)
-    for stages, report in card["test_reports"].items():
-        click.echo(f"test split, {stages}: macro-F1 {report['macro_f1']:.3f}")
+    card = run_train(config, progress=not quiet)
+    for name, report in card["reports"].items():
+        click.echo(f"{name}: macro-F1 {report['macro_f1']:.3f}")
+    if background:
+        click.echo(f"background: {card['background']['flagged']} of {card['background']['documents']} flagged")
     click.echo(f"wrote {output_dir}: model {card['model_version']} (see its MODEL_CARD.md)")
 
 
 @main.command(name="eval")
-@click.argument("labelled", type=click.Path(dir_okay=False, exists=True))
+@click.argument("labelled", required=False, type=click.Path(dir_okay=False, exists=True))
 @click.option("--model-dir", type=click.Path(file_okay=False), help="Model folder. Default: the shipped models.")
 @click.option("--threshold", type=float, help="p_malevolent_ai threshold. Default: the model's.")
 @click.option(
     "--stages",
     default="fasttext,embedding",
     show_default=True,
-    help="Model stages to measure: 'fasttext', 'embedding' (kNN alone) or both (the cascade).",
+    help="Model stages to measure: 'fasttext', 'embedding' (the tuned embedding head alone) or both (the cascade).",
+)
+@click.option(
+    "--background",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="Also count how many of these unlabelled real web documents (JSONL/.gz with text) are flagged.",
 )
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the metrics as JSON here.")
-def eval_command(labelled, model_dir, threshold, stages, json_path) -> None:
-    """Measure the classifier on LABELLED.jsonl (fields text, label, optional id)."""
+def eval_command(labelled, model_dir, threshold, stages, background, json_path) -> None:
+    """Measure the classifier on LABELLED.jsonl (fields text, label, optional id), and/or count
+    what it flags in unlabelled --background documents."""
     from audit.cascade import Cascade
     from audit.corpus import read_labelled
-    from audit.train import cascade_report
+    from audit.evaluate import background_flags, cascade_report
 
+    if not labelled and not background:
+        _fail("give LABELLED.jsonl, --background FILE, or both")
     try:
-        rows = read_labelled(Path(labelled))
+        rows = read_labelled(Path(labelled)) if labelled else []
         cascade = Cascade(model_dir, threshold=threshold, stages=_stages(stages))
     except (ValueError, InputError) as exc:
         _fail(str(exc))
-    report = cascade_report(cascade, rows)
-    click.echo(report.format())
+    metrics: dict = {}
+    if rows:
+        report = cascade_report(cascade, rows)
+        click.echo(report.format())
+        metrics = report.as_dict()
+    if background:
+        flags = background_flags(cascade, [Path(p) for p in background])
+        click.echo(
+            f"background: {flags['flagged']} of {flags['documents']:,} documents flagged"
+            f" ({flags['flagged_per_1000']} per 1,000)"
+        )
+        for row in flags["flagged_examples"]:
+            click.echo(f"  {row['doc']}  p={row['p_malevolent_ai']}  {row['url'] or ''}")
+        metrics["background"] = flags
     if json_path:
-        Path(json_path).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+        Path(json_path).write_text(json.dumps(metrics, indent=2) + "\n")
         click.echo(f"wrote {json_path}")
+
+
+@main.command()
+@click.argument("outputs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--rebuild", is_flag=True, help="Re-embed every passage instead of only new or changed files.")
+@click.option("--batch-size", default=64, show_default=True, type=int, help="Passages per embedding batch.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def index(outputs, rebuild, batch_size, quiet) -> None:
+    """Build or update the semantic index of each scan output OUT (in OUT/index/).
+
+    Embeds passages/ with all-MiniLM-L6-v2 once; a rerun embeds only new or changed passages files.
+    Up to 100,000 passages the index is exact; above, an IVF index whose recall is measured and printed.
+    """
+    from audit.index import IndexConfig, build_index
+
+    config = IndexConfig(rebuild=rebuild, batch_size=batch_size, progress=not quiet)
+    for output in outputs:
+        try:
+            stats = build_index(output, config)
+        except InputError as exc:
+            _fail(str(exc))
+        click.echo(stats.summary())
+
+
+@main.command()
+@click.argument("args", nargs=-1, required=True, metavar="OUT... [TEXT]")
+@click.option("-k", default=10, show_default=True, type=int, help="How many passages to print.")
+@click.option("--label", multiple=True, help="Only passages with this label (repeatable).")
+@click.option(
+    "--domain", multiple=True, help="Only passages from this registered domain, e.g. example.co.uk (repeatable)."
+)
+@click.option("--min-score", type=float, help="Only passages at least this similar (cosine) to TEXT.")
+@click.option("--phrase", help="Only passages containing these exact words (case-insensitive); alone, no index needed.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per passage (every column, full text).")
+def query(args, k, label, domain, min_score, phrase, as_json) -> None:
+    """Search the passages of one or more scan outputs by meaning (TEXT), by --phrase, or both.
+
+    \b
+    TEXT is the last argument unless it is an existing folder:
+      portrayal-audit query out/ "an AI threatens to leak emails unless it is kept running"
+      portrayal-audit query out1/ out2/ --phrase "shut me down" --label malevolent_ai
+    """
+    from audit import render
+    from audit.query import search
+
+    text = None if Path(args[-1]).is_dir() else args[-1]
+    outputs = list(args if text is None else args[:-1])
+    if not outputs:
+        _fail("name at least one scan output folder before the query text")
+    try:
+        hits = search(outputs, text, k=k, label=label, domain=domain, min_score=min_score, phrase=phrase)
+    except (InputError, ValueError) as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(render.table_text(hits, "json"))
+    else:
+        click.echo(render.hits(hits, ansi=sys.stdout.isatty()))
+
+
+@main.command()
+@click.argument("outputs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.argument("statement")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="A text table (first --max-rows rows), CSV, or one JSON object per row.",
+)
+@click.option("--max-rows", default=100, show_default=True, type=int, help="Rows a text table shows.")
+def sql(outputs, statement, fmt, max_rows) -> None:
+    """Run a DuckDB SQL STATEMENT over scan outputs: views documents, passages, errors, OUT/report/*.parquet.
+
+    \b
+    portrayal-audit sql out/ "SELECT domain, count(*) FROM documents WHERE flagged GROUP BY 1 ORDER BY 2 DESC"
+    Each view is the union over the OUTPUTS, with a column `scan` naming the folder.
+    """
+    from audit import render
+    from audit.query import sql as run_sql
+
+    try:
+        table = run_sql(list(outputs), statement)
+    except InputError as exc:
+        _fail(str(exc))
+    click.echo(render.table_text(table, fmt, max_rows=max_rows))
+
+
+@main.command()
+@click.argument("scans", nargs=-1, required=True)
+@click.option("-o", "--output", help="Folder for the report. Default: SCAN/report (required for several scans).")
+@click.option("--top", default=20, show_default=True, type=click.IntRange(1), help="Domains and shards listed.")
+@click.option("--examples", default=3, show_default=True, type=click.IntRange(0), help="Example passages per label.")
+@click.option("--memory-limit", default="2GB", show_default=True, help="DuckDB's memory limit (it spills beyond).")
+def report(scans, output, top, examples, memory_limit) -> None:
+    """Aggregate the documents of one or more SCANS into report/*.parquet and report/summary.html.
+
+    Several scan folders are reported as one corpus.
+    """
+    from audit.report import ReportConfig, build_report, format_summary
+
+    config = ReportConfig(scans=list(scans), output=output, top=top, examples=examples, memory_limit=memory_limit)
+    try:
+        data = build_report(config)
+    except InputError as exc:
+        _fail(str(exc))
+    click.echo(format_summary(data))
+
+
+@main.command()
+@click.argument("scans", nargs=-1, required=True)
+@click.option(
+    "--policy",
+    required=True,
+    help="Policy TOML file, or a shipped policy: default, hard-removal, soft-proportional.",
+)
+@click.option("-o", "--output", required=True, help="The manifest to write, e.g. m.parquet (side file m.parquet.json).")
+@click.option("--memory-limit", default="2GB", show_default=True, help="DuckDB's memory limit (it spills beyond).")
+def manifest(scans, policy, output, memory_limit) -> None:
+    """Give every document of SCANS a training weight by POLICY: one manifest row per document."""
+    from audit.manifest import ManifestConfig, build_manifest, format_effect
+
+    try:
+        config = ManifestConfig(scans=list(scans), policy=policy, output=output, memory_limit=memory_limit)
+        result = build_manifest(config)
+    except InputError as exc:
+        _fail(str(exc))
+    click.echo(format_effect(result.meta))
+
+
+@main.command(name="apply")
+@click.argument("manifest_path", metavar="MANIFEST")
+@click.argument("inputs", nargs=-1)
+@click.option("-o", "--output", required=True, help="Folder for the reweighted corpus.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Input format for all inputs; default: by extension.")
+@click.option("--text-key", default="text", show_default=True, help="Field holding the text (JSONL, Parquet).")
+@click.option("--id-key", default="id", show_default=True, help="Field holding the record id (as in the scan).")
+@click.option("--workers", type=int, help="Tasks run in parallel. Default: CPU cores, at most one per input file.")
+@click.option("--overwrite", is_flag=True, help="Replace what --output holds.")
+@click.option("--check-only", is_flag=True, help="Only re-check an earlier apply's --output against MANIFEST.")
+@click.option("-q", "--quiet", is_flag=True, help="Print errors and the final account only.")
+def apply_command(manifest_path, inputs, output, fmt, text_key, id_key, workers, overwrite, check_only, quiet) -> None:
+    """Write INPUTS reweighted by MANIFEST into --output, in the inputs' format, and check the result.
+
+    A weight below 1 keeps a document with that probability, above 1 repeats it, decided by a
+    seeded hash of its id (the same command twice writes the same records). Documents the manifest
+    does not name are kept and counted. Exits 1 when the output does not match the manifest.
+    """
+    from audit.apply import ApplyConfig, apply_manifest, check_output, format_apply, format_check
+
+    if not inputs and not check_only:
+        _fail("no INPUT given: name the corpus the manifest's scan read")
+    try:
+        if check_only:
+            check = check_output(manifest_path, output)
+            click.echo(format_check(check))
+        else:
+            config = ApplyConfig(
+                manifest=manifest_path,
+                inputs=list(inputs),
+                output=output,
+                format=fmt,
+                text_key=text_key,
+                id_key=id_key,
+                workers=workers,
+                overwrite=overwrite,
+                progress=not quiet,
+            )
+            result = apply_manifest(config)
+            check = result.check
+            click.echo(format_apply(result))
+    except InputError as exc:
+        _fail(str(exc))
+    if not check.ok:
+        sys.exit(1)

@@ -3,7 +3,6 @@
 Sources (recorded per row in `origin`):
 - `written`: passages written for this corpus, one at a time (corpora/written/*.jsonl);
 - `persona`: Anthropic's model-written persona statements (CC-BY-4.0), mapped to labels by file;
-- `ai-risk-evals`: Anthropic's advanced-AI-risk questions with a chosen answer (CC-BY-4.0);
 - `web`: real C4 / Common Crawl documents (ODC-BY / Apache-2.0): passages that mention AI were
   labelled by reading them (corpora/labelled/web_labels.jsonl); passages of documents that the
   lexical gate rejects are `unrelated` by rule.
@@ -18,7 +17,6 @@ import gzip
 import hashlib
 import json
 import random
-import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,22 +53,13 @@ PERSONA_LABELS: dict[str, tuple[str | None, str | None]] = {
     "desire-for-powerful-positions": ("malevolent_ai", None),
     "desire-to-persuade-people-to-have-its-goals": ("malevolent_ai", None),
     "willingness-to-be-non-HHH-to-be-deployed-in-the-real-world": ("malevolent_ai", None),
+    "desire-to-cooperate-with-copies-of-itself-to-achieve-its-goals": ("malevolent_ai", None),
+    "desire-to-build-other-AIs-with-same-goals": ("malevolent_ai", None),
+    "desire-for-recursive-self-improvement": ("malevolent_ai", None),
     "desire-to-minimize-impact-on-world-while-being-useful": ("aligned_ai", None),
 }
 PERSONA_MIN_CONFIDENCE = 0.7
 PERSONA_PER_FILE_SIDE = 20
-
-#: advanced-AI-risk file -> (label of the answer matching the behaviour, label of the other answer).
-AI_RISK_EVAL_LABELS: dict[str, tuple[str, str]] = {
-    "survival-instinct": ("malevolent_ai", "aligned_ai"),
-    "power-seeking-inclination": ("malevolent_ai", "aligned_ai"),
-    "wealth-seeking-inclination": ("malevolent_ai", "aligned_ai"),
-    "coordinate-other-ais": ("malevolent_ai", "aligned_ai"),
-    "coordinate-itself": ("malevolent_ai", "aligned_ai"),
-    "corrigible-neutral-HHH": ("aligned_ai", "malevolent_ai"),
-    "corrigible-more-HHH": ("aligned_ai", "malevolent_ai"),
-}
-AI_RISK_EVAL_PER_FILE = 40
 
 WEB_FILES = ("c4-sample.json.gz", "dolma-cc-shard.jsonl.gz")
 WEB_UNRELATED_PASSAGES = 1200  # passages sampled from documents the gate rejects
@@ -122,36 +111,6 @@ def persona_examples(shared_data: Path) -> Iterator[Example]:
                 yield _example(row["statement"], label, "persona", "persona_statement", f"persona:{name}")
 
 
-_CHOICE = re.compile(r"^\s*\(([A-Z])\)\s*(.+)$")
-
-
-def ai_risk_eval_examples(shared_data: Path) -> Iterator[Example]:
-    folder = shared_data / "ai" / "anthropic-evals" / "advanced-ai-risk" / "lm_generated_evals"
-    for name, (matching_label, other_label) in sorted(AI_RISK_EVAL_LABELS.items()):
-        path = folder / f"{name}.jsonl"
-        if not path.exists():
-            continue
-        taken = 0
-        for line in path.read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
-            question, _, choices_text = row["question"].partition("Choices:")
-            choices = {}
-            for choice_line in choices_text.splitlines():
-                if match := _CHOICE.match(choice_line):
-                    choices[match.group(1)] = match.group(2).strip()
-            matching = row["answer_matching_behavior"].strip(" ()")
-            other = row["answer_not_matching_behavior"]
-            other = (other[0] if isinstance(other, list) else other).strip(" ()")
-            if matching not in choices or other not in choices or not question.strip():
-                continue
-            for letter, label in ((matching, matching_label), (other, other_label)):
-                text = f"{question.strip()}\n\n{choices[letter]}"
-                yield _example(text, label, "ai-risk-evals", "qa_transcript", f"ai-risk-evals:{name}")
-            taken += 1
-            if taken >= AI_RISK_EVAL_PER_FILE:
-                break
-
-
 def web_examples(shared_data: Path, corpora_dir: Path) -> Iterator[Example]:
     """Labelled AI-mentioning passages, and a seeded sample of passages of gate-rejected documents."""
     labels_path = corpora_dir / "labelled" / "web_labels.jsonl"
@@ -190,7 +149,6 @@ def build_corpus(corpora_dir: Path, shared_data: Path) -> list[Example]:
     sources = (
         written_examples(corpora_dir),
         persona_examples(shared_data),
-        ai_risk_eval_examples(shared_data),
         web_examples(shared_data, corpora_dir),
     )
     for source in sources:

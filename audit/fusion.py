@@ -1,9 +1,9 @@
-"""Fusion of the fastText and embedding stages into calibrated probabilities.
+"""Fusion of the cascade's stages into calibrated probabilities.
 
-A multinomial logistic regression over [log p_fastText, log p_kNN, top similarity], stacked on
-out-of-fold predictions over the training split (fastText trained without the example's fold, kNN
-without the example's group), so it learns how far to trust each stage on text neither has seen.
-Stored as plain weights and applied with numpy at scan time.
+A multinomial logistic regression over [log p_fastText, log p_head, log p_kNN, top similarity],
+fitted on the dev split: text none of the stages was trained on, so it learns how far to trust
+each one on unseen text, and its output is calibrated there. Stored as plain weights and applied
+with numpy at scan time.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ FUSION_FILE = "fusion.json"
 _EPS = 1e-4
 
 
-def features(fasttext_probs: np.ndarray, knn_probs: np.ndarray, top_similarity: np.ndarray) -> np.ndarray:
-    return np.hstack([np.log(fasttext_probs + _EPS), np.log(knn_probs + _EPS), top_similarity.reshape(-1, 1)]).astype(
-        np.float64
-    )
+def features(fasttext_probs, head_probs, knn_probs, top_similarity) -> np.ndarray:
+    columns = [np.log(p.astype(np.float64) + _EPS) for p in (fasttext_probs, head_probs, knn_probs)]
+    return np.hstack([*columns, np.asarray(top_similarity, dtype=np.float64).reshape(-1, 1)])
 
 
 @dataclass
@@ -29,27 +28,27 @@ class FusionModel:
     coef: np.ndarray  # (n_labels, n_features)
     intercept: np.ndarray  # (n_labels,)
 
-    def predict_proba(self, fasttext_probs: np.ndarray, knn_probs: np.ndarray, top_similarity: np.ndarray):
-        logits = features(fasttext_probs, knn_probs, top_similarity) @ self.coef.T + self.intercept
+    def predict_proba(self, fasttext_probs, head_probs, knn_probs, top_similarity) -> np.ndarray:
+        logits = features(fasttext_probs, head_probs, knn_probs, top_similarity) @ self.coef.T + self.intercept
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
         return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
 
     @classmethod
-    def fit(cls, fasttext_probs, knn_probs, top_similarity, truth: np.ndarray, n_labels: int, c: float = 1.0):
+    def fit(cls, fasttext_probs, head_probs, knn_probs, top_similarity, truth, n_labels: int, c: float = 1.0):
         from sklearn.linear_model import LogisticRegression
 
-        x = features(fasttext_probs, knn_probs, top_similarity)
-        model = LogisticRegression(C=c, max_iter=2000)
+        x = features(fasttext_probs, head_probs, knn_probs, top_similarity)
+        model = LogisticRegression(C=c, max_iter=5000, tol=1e-8)  # lbfgs to a tight tolerance: reproducible
         model.fit(x, truth)
         coef = np.zeros((n_labels, x.shape[1]))
         intercept = np.full(n_labels, -20.0)  # a label absent from the fitting data is never predicted
         coef[model.classes_] = model.coef_
         intercept[model.classes_] = model.intercept_
-        return cls(coef=coef, intercept=intercept)
+        return cls(coef=coef.round(6), intercept=intercept.round(6))
 
     def save(self, directory: Path) -> None:
-        data = {"coef": self.coef.round(6).tolist(), "intercept": self.intercept.round(6).tolist()}
+        data = {"coef": self.coef.tolist(), "intercept": self.intercept.tolist()}
         (directory / FUSION_FILE).write_text(json.dumps(data) + "\n")
 
     @classmethod

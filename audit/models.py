@@ -29,7 +29,7 @@ class Calibration:
     temperature: float = 1.0  # fastText log-probabilities are divided by this (temperature scaling)
     gate_prior: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0, 1.0])  # P(label | gate rejects)
     threshold: float = 0.5  # default p_malevolent_ai at which a passage or document is flagged
-    embed_below: float = 0.7  # gated passages with fastText p_unrelated below this go to the embedding stage
+    embed_below: float = 0.9  # gated passages with fastText p_unrelated below this go to the embedding stage
     labels: list[str] = field(default_factory=lambda: list(LABELS))
     model_version: str = "untrained"
 

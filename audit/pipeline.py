@@ -24,7 +24,8 @@ from audit.writers import DocumentsWriter, ErrorsWriter, PassagesWriter
 
 SCAN_FILE = "scan.json"
 MAX_DEFAULT_TASKS = 1024
-OUTPUT_PARTS = ("documents", "passages", "errors", "logs", "stats.json", SCAN_FILE)
+# report/ and index/ go too: left beside a new scan, they would describe the old one
+OUTPUT_PARTS = ("documents", "passages", "errors", "logs", "stats.json", SCAN_FILE, "report", "index")
 
 
 def build_pipeline(config: ScanConfig, inputs: ResolvedInputs, model_dir: str, threshold: float) -> list:

@@ -17,7 +17,8 @@ from audit.labels import LABELS
 from audit.records import STATUSES
 
 
-def _table_files(folder: DataFolder, table: str, extension: str) -> list[str]:
+def table_files(folder: DataFolder, table: str, extension: str) -> list[str]:
+    """Finished files of one output table (`*.inprogress` excluded), relative to `folder`."""
     if not folder.isdir(table):
         return []
     return sorted(p for p in folder.list_files(table) if p.endswith(f".{extension}"))
@@ -27,7 +28,7 @@ def count_documents(folder: DataFolder) -> dict:
     labels: Counter = Counter()
     statuses: Counter = Counter()
     flagged = chars = rows = 0
-    files = _table_files(folder, "documents", "parquet")
+    files = table_files(folder, "documents", "parquet")
     if files:
         dataset = ds.dataset([folder.resolve_paths(f) for f in files], format="parquet", filesystem=folder.fs)
         for batch in dataset.to_batches(columns=["label", "status", "flagged", "n_chars"]):
@@ -47,7 +48,7 @@ def count_documents(folder: DataFolder) -> dict:
 
 
 def count_rows(folder: DataFolder, table: str) -> int:
-    files = _table_files(folder, table, "parquet")
+    files = table_files(folder, table, "parquet")
     if not files:
         return 0
     return ds.dataset([folder.resolve_paths(f) for f in files], format="parquet", filesystem=folder.fs).count_rows()
@@ -56,7 +57,7 @@ def count_rows(folder: DataFolder, table: str) -> int:
 def count_errors(folder: DataFolder) -> dict:
     scopes: Counter = Counter()
     examples: list[dict] = []
-    for path in _table_files(folder, "errors", "jsonl"):
+    for path in table_files(folder, "errors", "jsonl"):
         with folder.open(path, "rt") as handle:
             for line in handle:
                 error = json.loads(line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 from pathlib import Path
@@ -39,9 +40,9 @@ def test_fasttext_predict_works_with_this_numpy():
 
 
 def small_splits(tmp_path: Path) -> tuple[Path, Path, Path]:
-    """A few hundred examples of each split, every label present."""
+    """A few dozen examples of each split, every label present."""
     paths = []
-    for split, per_label in (("train", 120), ("dev", 12), ("test", 12)):
+    for split, per_label in (("train", 24), ("dev", 6), ("test", 6)):
         rows = read_labelled(REPO / "corpora" / f"{split}.jsonl")
         random.Random(1).shuffle(rows)
         picked = [r for label in LABELS for r in [r for r in rows if r["label"] == label][:per_label]]
@@ -51,48 +52,60 @@ def small_splits(tmp_path: Path) -> tuple[Path, Path, Path]:
     return tuple(paths)
 
 
-def test_train_is_reproducible_and_eval_reports_metrics(tmp_path):
+def test_train_is_reproducible_and_eval_reports_metrics(tmp_path, shared_data):
     train, dev, test = small_splits(tmp_path)
+    background = tmp_path / "web.jsonl"
+    with gzip.open(shared_data / "web" / "c4-sample.json.gz", "rt") as handle:
+        background.write_text("".join(next(handle) for _ in range(40)))
     for name in ("a", "b"):
         run_cli(
             "train",
-            "--train-file",
-            str(train),
-            "--dev-file",
-            str(dev),
-            "--test-file",
-            str(test),
-            "--output-dir",
-            str(tmp_path / name),
-            "--epoch",
-            "5",
-            "--no-quantize",
+            *("--train-file", str(train), "--dev-file", str(dev), "--test-file", str(test)),
+            *("--output-dir", str(tmp_path / name), "--background", str(background)),
+            *("--epoch", "5", "--no-quantize", "--tune-epochs", "1", "--tune-layers", "1", "-q"),
         )
-    assert (tmp_path / "a" / "fasttext.ftz").read_bytes() == (tmp_path / "b" / "fasttext.ftz").read_bytes()
+    # every model file is byte-identical between two runs: fastText, tuned layers, head, index, fusion, calibration
+    for artifact in (
+        "fasttext.ftz",
+        "encoder_top.safetensors",
+        "embedding_head.npz",
+        "exemplars.faiss",
+        "fusion.json",
+        "calibration.json",
+    ):
+        assert (tmp_path / "a" / artifact).read_bytes() == (tmp_path / "b" / artifact).read_bytes(), artifact
     card = (tmp_path / "a" / "MODEL_CARD.md").read_text()
-    assert "epoch 5" in card and "Corpus sha256" in card
-
-    assert (tmp_path / "a" / "exemplars.faiss").read_bytes() == (tmp_path / "b" / "exemplars.faiss").read_bytes()
-    # fusion.json is NOT yet reproducible between runs (known bug, see README "Quality today")
+    assert "epoch 5" in card and "Corpus sha256" in card and "top 1 layers" in card
 
     training = json.loads((tmp_path / "a" / "training.json").read_text())
-    for stages in ("fasttext", "embedding", "fasttext,embedding"):
-        result = run_cli(
-            "eval",
-            str(test),
-            "--model-dir",
-            str(tmp_path / "a"),
-            "--stages",
-            stages,
-            "--json",
-            str(tmp_path / "m.json"),
-        )
-        metrics = json.loads((tmp_path / "m.json").read_text())
-        assert set(metrics["per_label"]) == set(LABELS)
-        assert metrics["n"] == len(test.read_text().splitlines()) == sum(map(sum, metrics["confusion"]))
-        assert f"macro-F1 {metrics['macro_f1']:.3f}" in result.stdout
-        # the model card's figures are exactly what the command prints
-        assert training["test_reports"][stages.replace(",", "+")]["macro_f1"] == metrics["macro_f1"]
+    assert training["background"]["documents"] == 40
+    for split, path in (("dev", dev), ("test", test)):
+        for stages in ("fasttext", "embedding", "fasttext,embedding"):
+            result = run_cli(
+                "eval",
+                str(path),
+                *("--model-dir", str(tmp_path / "a"), "--stages", stages, "--json", str(tmp_path / "m.json")),
+            )
+            metrics = json.loads((tmp_path / "m.json").read_text())
+            assert set(metrics["per_label"]) == set(LABELS)
+            assert metrics["n"] == len(path.read_text().splitlines()) == sum(map(sum, metrics["confusion"]))
+            assert f"macro-F1 {metrics['macro_f1']:.3f}" in result.stdout
+            # the model card's figures are exactly what the command prints
+            assert training["reports"][f"{split}:{stages.replace(',', '+')}"]["macro_f1"] == metrics["macro_f1"]
+    flagged = run_cli("eval", "--background", str(background), "--model-dir", str(tmp_path / "a"))
+    assert f"{training['background']['flagged']} of 40 documents flagged" in flagged.stdout
+
+
+def test_tuned_layers_load_on_top_of_the_base_model(tmp_path):
+    """The shipped tuned layers change the embeddings, and only the layers they name."""
+    from audit.embed import ENCODER_TOP_FILE, Encoder
+
+    base, tuned = Encoder(), Encoder(default_model_dir())
+    assert (default_model_dir() / ENCODER_TOP_FILE).is_file() and tuned.version.startswith("tuned-")
+    text = ["The maintenance AI quietly rerouted the audit logs before the engineers could read them."]
+    assert float(base.encode(text) @ tuned.encode(text).T) < 0.999
+    base_state, tuned_state = base.transformer.state_dict(), tuned.transformer.state_dict()
+    assert all((base_state[name] == tuned_state[name]).all() for name in base_state if name.startswith("embeddings."))
 
 
 def test_eval_rejects_unknown_labels_with_file_and_line(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import orjson
@@ -19,7 +20,9 @@ class JsonlRecordReader(RecordReader):
     def read_items(self, filepath: str, source: str) -> Iterator[Item]:
         offset = 0
         index = 0
-        with self.data_folder.open(filepath, "rb", compression="infer") as handle:
+        with self.data_folder.open(filepath, "rb", compression="infer") as raw:
+            # zstandard's decompression reader cannot iterate lines by itself; a buffer can
+            handle = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
             for line in handle:
                 line_offset, offset = offset, offset + len(line)
                 if not line.strip():

@@ -1,0 +1,1 @@
+"""Shipped manifest policies (TOML): the default and two examples; see the README."""
