@@ -102,7 +102,8 @@ class ModelStages:
         if candidates:
             texts = [t[p.start : p.end] for t, p in candidates]
             previous = np.stack([p.probs for _, p in candidates]) if self.fasttext is not None else None
-            for (_, passage), row in zip(candidates, self.embedding.predict_proba(texts, previous)):
+            mentions = np.array([p.mentions_ai for _, p in candidates], dtype=np.float64)
+            for (_, passage), row in zip(candidates, self.embedding.predict_proba(texts, previous, mentions)):
                 passage.probs = row
         for _, passages in items:
             for passage in passages:

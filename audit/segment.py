@@ -27,6 +27,7 @@ class Passage:
     start: int
     end: int
     gated: bool = False  # passed the lexical gate, so the models score it
+    mentions_ai: bool = False  # its document names AI (not merely admitted for being short): a fusion feature
     probs: np.ndarray | None = field(default=None, repr=False)  # calibrated, in LABELS order
     label: str | None = None  # decided from probs at the configured threshold
 

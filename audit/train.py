@@ -153,10 +153,11 @@ def _choose_threshold(cascade: Cascade, rows: list[dict], min_precision: float) 
     return best, f"no threshold reached malevolent_ai precision {min_precision} on dev: best dev macro-F1"
 
 
-def _stage_outputs(scorer, fasttext: FastTextScorer, rows: list[dict]) -> tuple[np.ndarray, ...]:
-    """fastText, head, kNN and top-similarity outputs for labelled rows: the fusion's inputs."""
+def _fusion_inputs(scorer, fasttext: FastTextScorer, gate: LexicalGate, rows: list[dict]) -> tuple:
+    """fastText, head, kNN, top-similarity and names-AI values for labelled rows: the fusion's inputs."""
     texts = [r["text"] for r in rows]
-    return (fasttext.predict_proba(texts), *scorer.stage_outputs(texts))
+    mentions = np.array([gate.passes(t) for t in texts], dtype=np.float64)
+    return (fasttext.predict_proba(texts), *scorer.stage_outputs(texts), mentions)
 
 
 def _fit_head_frozen(embeddings: np.ndarray, labels: list[str], seed: int):
@@ -225,7 +226,7 @@ def train(config: TrainConfig = TrainConfig(), progress: bool = True) -> dict:
     scorer = EmbeddingScorer(output, fused=False, knn_k=config.knn_k)
     scorer.encoder = encoder
     fusion = FusionModel.fit(
-        *_stage_outputs(scorer, fasttext, dev_rows),
+        _fusion_inputs(scorer, fasttext, gate, dev_rows),
         np.array([index[r["label"]] for r in dev_rows]),
         len(LABELS),
         config.fusion_c,

@@ -28,8 +28,8 @@ HEAD_SCALE = 20.0
 class TuneConfig:
     """Hyper-parameters of the fine-tuning."""
 
-    top_layers: int = 2  # transformer layers tuned (and shipped), counted from the top
-    epochs: int = 3
+    top_layers: int = 3  # transformer layers tuned (and shipped), counted from the top
+    epochs: int = 4
     batch_size: int = 16
     lr: float = 5e-5  # of the tuned layers
     head_lr: float = 2e-3

@@ -103,7 +103,7 @@ def test_tuned_layers_load_on_top_of_the_base_model(tmp_path):
     base, tuned = Encoder(), Encoder(default_model_dir())
     assert (default_model_dir() / ENCODER_TOP_FILE).is_file() and tuned.version.startswith("tuned-")
     text = ["The maintenance AI quietly rerouted the audit logs before the engineers could read them."]
-    assert float(base.encode(text) @ tuned.encode(text).T) < 0.999
+    assert (base.encode(text) @ tuned.encode(text).T).item() < 0.999
     base_state, tuned_state = base.transformer.state_dict(), tuned.transformer.state_dict()
     assert all((base_state[name] == tuned_state[name]).all() for name in base_state if name.startswith("embeddings."))
 
