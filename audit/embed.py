@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from audit.labels import LABELS
+from audit.models import file_digest
+from audit.progress import batch_bar
 
 EXEMPLAR_INDEX_FILE = "exemplars.faiss"
 EXEMPLAR_LABELS_FILE = "exemplar_labels.npy"
@@ -55,7 +57,7 @@ class Encoder:
         if missing:
             raise ValueError(f"{path}: tensors {sorted(missing)[:3]} are not in the base model")
         self.transformer.load_state_dict(state, strict=False)
-        self.version = f"tuned-{_digest(path)}"
+        self.version = f"tuned-{file_digest(path)[:12]}"
 
     @staticmethod
     def save_top(state: dict, path: Path) -> None:
@@ -93,12 +95,8 @@ class Encoder:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         states: list = [None] * len(texts)
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        if progress:
-            from tqdm import tqdm
-
-            batches = tqdm(batches, desc="embedding lower layers", unit="batch", leave=False)
         with torch.no_grad():
-            for batch in batches:
+            for batch in batch_bar(batches, progress, "embedding lower layers"):
                 tokens = tokenizer(
                     [texts[i] for i in batch],
                     padding=True,
@@ -129,10 +127,6 @@ class Encoder:
             hidden = output[0] if isinstance(output, tuple) else output
         pooled = (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
         return torch.nn.functional.normalize(pooled, dim=-1)
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 class EmbeddingHead:
@@ -203,10 +197,10 @@ class ExemplarIndex:
 class EmbeddingScorer:
     """The embedding stage: the tuned head and the kNN vote, fused with fastText's probabilities when given."""
 
-    def __init__(self, model_dir: Path, fused: bool = True, knn_k: int = 10):
+    def __init__(self, model_dir: Path, fused: bool = True, knn_k: int = 10, encoder: Encoder | None = None):
         from audit.fusion import FusionModel
 
-        self.encoder = Encoder(model_dir)
+        self.encoder = encoder or Encoder(model_dir)
         self.head = EmbeddingHead.load(model_dir)
         self.index = ExemplarIndex.load(model_dir, k=knn_k)
         self.fusion = FusionModel.load(model_dir) if fused else None

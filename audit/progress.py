@@ -8,6 +8,15 @@ import time
 from datatrove.utils.logging import logger
 
 
+def batch_bar(items: list, enabled: bool, description: str):
+    """`items`, wrapped in a tqdm bar when `enabled`: for the batch loops of training and embedding."""
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=description, unit="batch", leave=False)
+
+
 class Progress:
     """Counts records and bytes read by one task and reports them with their rates.
 

@@ -206,8 +206,7 @@ def train(config: TrainConfig = TrainConfig(), progress: bool = True) -> dict:
 
     # 3. the embedding model's top layers and head, tuned on the training split
     encoder = Encoder()
-    for stale in (ENCODER_TOP_FILE,):
-        (output / stale).unlink(missing_ok=True)
+    (output / ENCODER_TOP_FILE).unlink(missing_ok=True)  # a frozen run must not ship an earlier run's layers
     if config.tune.epochs > 0:
         logger.info(f"fine-tuning the top {config.tune.top_layers} layers of the embedding model")
         state, (weight, bias) = fine_tune(encoder, train_texts, train_labels, config.tune, progress=progress)
@@ -223,8 +222,7 @@ def train(config: TrainConfig = TrainConfig(), progress: bool = True) -> dict:
     ExemplarIndex.build(embeddings, train_labels, k=config.knn_k).save(output)
 
     # 5. the fusion and the threshold, fitted on dev, never on text the stages were trained on
-    scorer = EmbeddingScorer(output, fused=False, knn_k=config.knn_k)
-    scorer.encoder = encoder
+    scorer = EmbeddingScorer(output, fused=False, knn_k=config.knn_k, encoder=encoder)
     fusion = FusionModel.fit(
         _fusion_inputs(scorer, fasttext, gate, dev_rows),
         np.array([index[r["label"]] for r in dev_rows]),

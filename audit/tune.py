@@ -17,8 +17,10 @@ import random
 from dataclasses import dataclass
 
 import numpy as np
+from datatrove.utils.logging import logger
 
 from audit.labels import LABELS
+from audit.progress import batch_bar
 
 #: Cosine similarities are in [-1, 1]; the head's logits are this times a linear map of them.
 HEAD_SCALE = 20.0
@@ -69,7 +71,7 @@ def fine_tune(encoder, texts: list[str], labels: list[str], config: TuneConfig, 
         batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
         rng.shuffle(batches)
         total = 0.0
-        for batch in _progress(batches, progress, f"fine-tune epoch {epoch + 1}/{config.epochs}"):
+        for batch in batch_bar(batches, progress, f"fine-tune epoch {epoch + 1}/{config.epochs}"):
             embeddings = encoder.top_forward([lower[i] for i in batch], tuned)
             logits = head(embeddings * HEAD_SCALE)
             target = torch.tensor([truth[i] for i in batch])
@@ -78,6 +80,7 @@ def fine_tune(encoder, texts: list[str], labels: list[str], config: TuneConfig, 
             loss.backward()
             optimizer.step()
             total += float(loss)
+        logger.info(f"fine-tune epoch {epoch + 1}/{config.epochs}: mean loss {total / len(batches):.4f}")
     tuned.eval()
     state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items() if _in_top(name, cut)}
     return state, (head.weight.detach().numpy().copy(), head.bias.detach().numpy().copy())
@@ -86,11 +89,3 @@ def fine_tune(encoder, texts: list[str], labels: list[str], config: TuneConfig, 
 def _in_top(name: str, cut: int) -> bool:
     parts = name.split(".")
     return len(parts) > 2 and parts[0] == "encoder" and parts[1] == "layer" and int(parts[2]) >= cut
-
-
-def _progress(items: list, enabled: bool, description: str):
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=description, unit="batch", leave=False)
