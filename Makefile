@@ -19,5 +19,7 @@ lint:
 	ruff check .
 	ruff format --check .
 
+# the tests also start a Ray head on 127.0.0.1, so they need the ray extra
 test: install lint
+	$(PIP) install -q -e ".[dev,ray]"
 	$(PYTHON) -m pytest -q --durations=10

@@ -55,6 +55,13 @@ def aggregate_document(passages: list[Passage], threshold: float) -> DocumentRes
     return DocumentResult(label=label, probs=doc.astype(np.float32), flagged=label == MALEVOLENT, spans=spans)
 
 
+def rejected_result(prior: np.ndarray, threshold: float) -> DocumentResult:
+    """The result of a document the gate kept from the models: the gate's prior, no spans."""
+    probs = np.asarray(prior, dtype=np.float32)
+    label = decide_label(probs, threshold)
+    return DocumentResult(label=label, probs=probs, flagged=label == MALEVOLENT)
+
+
 def unclassified_result() -> DocumentResult:
     """The result of a record with no text to classify (empty, no_text, not_html)."""
     probs = np.zeros(len(LABELS), dtype=np.float32)
@@ -68,15 +75,22 @@ class AggregateStep(PipelineStep):
     name = "🧮 Aggregate"
     type = "🔻 - CLASSIFY"
 
-    def __init__(self, threshold: float):
+    def __init__(self, threshold: float, prior: list[float]):
         super().__init__()
         self.threshold = threshold
+        self.prior = np.asarray(prior, dtype=np.float32)  # P(label | gate rejects), from calibration
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         for document in data:
             if not records.is_error(document):
                 passages = document.metadata.get(records.PASSAGES)
-                result = aggregate_document(passages, self.threshold) if passages else unclassified_result()
+                decision = document.metadata.get(records.GATE)
+                if passages:
+                    result = aggregate_document(passages, self.threshold)
+                elif decision is not None and not decision.admitted:
+                    result = rejected_result(self.prior, self.threshold)
+                else:
+                    result = unclassified_result()
                 document.metadata[records.RESULT] = result
                 self.stat_update(f"label_{result.label}")
             yield document

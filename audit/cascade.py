@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audit.aggregate import DocumentResult, aggregate_document, unclassified_result
+from audit.aggregate import DocumentResult, aggregate_document, rejected_result, unclassified_result
 from audit.classify import STAGES, ModelStages
 from audit.gate import GateConfig, LexicalGate
 from audit.models import CALIBRATION_FILE, Calibration, resolve_model_dir
-from audit.segment import SegmentConfig, segment
+from audit.segment import SegmentConfig, mark_scored, segment
 
 
 class Cascade:
@@ -36,12 +36,23 @@ class Cascade:
     def classify_many(self, texts: list[str], batch_size: int = 256) -> list[DocumentResult]:
         results = []
         for start in range(0, len(texts), batch_size):
-            batch = [(text, segment(text, self.segment_config)) for text in texts[start : start + batch_size]]
-            for text, passages in batch:
-                self.gate.mark(text, passages)
-            self.models.score(batch)
-            results += [aggregate_document(p, self.threshold) if p else unclassified_result() for _, p in batch]
+            batch = []
+            for text in texts[start : start + batch_size]:
+                decision = self.gate.decide(text)
+                passages = segment(text, self.segment_config) if decision.admitted else []
+                mark_scored(passages, decision.mentions_ai, self.segment_config)
+                batch.append((text, passages, decision))
+            self.models.score([(text, passages) for text, passages, _ in batch])
+            results += [self._result(text, passages, decision) for text, passages, decision in batch]
         return results
+
+    def _result(self, text: str, passages: list, decision) -> DocumentResult:
+        """What the scan's AggregateStep decides for the same document."""
+        if passages:
+            return aggregate_document(passages, self.threshold)
+        if text.strip() and not decision.admitted:
+            return rejected_result(self.models.prior, self.threshold)
+        return unclassified_result()
 
     def classify(self, text: str) -> DocumentResult:
         return self.classify_many([text])[0]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from audit.config import EXECUTORS
 from audit.inputs import FORMATS
 from audit.records import InputError
 from audit.tune import TuneConfig
@@ -70,17 +71,80 @@ def main() -> None:
     show_default=True,
     help="Model stages, comma-separated: 'fasttext' alone skips the (slower) embedding stage.",
 )
+@click.option(
+    "--gate",
+    type=click.Choice(["default", "strict"]),
+    default="default",
+    show_default=True,
+    help="Lexical gate. strict: only terms that name AI, no short-document bypass: several times faster on "
+    "a crawl, at a recall cost (see bench/RESULTS.md).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an earlier scan in --output instead of resuming it.")
 @click.option("-q", "--quiet", is_flag=True, help="Print errors and the final summary only.")
-def scan(inputs, output, fmt, text_key, id_key, tasks, workers, limit, threshold, model_dir, stages, overwrite, quiet):
+@click.option(
+    "--executor",
+    type=click.Choice(EXECUTORS),
+    default="local",
+    show_default=True,
+    help="Where the pipeline runs: this machine, a Ray cluster, or a Slurm job array. On a cluster, --output "
+    "must be on storage every node sees (shared file system or an s3://, gs://... URL).",
+)
+@click.option("--ray-address", help="Ray: address of a running cluster (host:port or 'auto'). Default: start one here.")
+@click.option("--cpus-per-task", default=1, show_default=True, type=int, help="Ray and Slurm: CPUs per task.")
+@click.option("--mem-per-cpu-gb", default=2.0, show_default=True, type=float, help="Ray and Slurm: memory per CPU.")
+@click.option("--partition", help="Slurm: partition (required for slurm).")
+@click.option("--time", "time_limit", default="24:00:00", show_default=True, help="Slurm: time limit per job.")
+@click.option("--qos", help="Slurm: quality of service.")
+@click.option("--job-name", default="portrayal-audit", show_default=True, help="Slurm: job name.")
+@click.option("--sbatch-arg", multiple=True, metavar="KEY=VALUE", help="Slurm: other #SBATCH --KEY=VALUE; repeatable.")
+@click.option("--venv-path", help="Slurm: activate script sourced in each job (e.g. /shared/venv/bin/activate).")
+@click.option("--env-command", help="Slurm: shell command run in each job before the scan, instead of --venv-path.")
+@click.option("--dry-run", is_flag=True, help="Slurm: write logs/launch_script.slurm but do not submit it.")
+def scan(
+    inputs,
+    output,
+    fmt,
+    text_key,
+    id_key,
+    tasks,
+    workers,
+    limit,
+    threshold,
+    model_dir,
+    stages,
+    gate,
+    overwrite,
+    quiet,
+    executor,
+    ray_address,
+    cpus_per_task,
+    mem_per_cpu_gb,
+    partition,
+    time_limit,
+    qos,
+    job_name,
+    sbatch_arg,
+    venv_path,
+    env_command,
+    dry_run,
+):
     """Classify every record of INPUTS (files, directories, globs; local or fsspec URLs).
 
     Formats: JSONL (.jsonl/.json, optionally .gz or .zst), Parquet, WARC (HTML is extracted to
-    text), WET. Re-running the same command resumes: finished tasks are skipped.
+    text), WET. Re-running the same command resumes: finished tasks are skipped (also after a
+    Slurm job array finishes: rerun it to write stats.json).
     """
     from audit.config import ScanConfig
+    from audit.executors import ClusterConfig
+    from audit.gate import GateConfig
     from audit.pipeline import scan as run_scan
 
+    sbatch_args = {}
+    for item in sbatch_arg:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--sbatch-arg takes KEY=VALUE, got {item!r}")
+        sbatch_args[key.strip().removeprefix("--")] = value.strip()
     config = ScanConfig(
         inputs=list(inputs),
         output=output,
@@ -95,11 +159,32 @@ def scan(inputs, output, fmt, text_key, id_key, tasks, workers, limit, threshold
         stages=_stages(stages),
         overwrite=overwrite,
         progress=not quiet,
+        executor=executor,
+        gate=GateConfig(strict=gate == "strict"),
+        cluster=ClusterConfig(
+            ray_address=ray_address,
+            cpus_per_task=cpus_per_task,
+            mem_per_cpu_gb=mem_per_cpu_gb,
+            partition=partition,
+            time=time_limit,
+            qos=qos,
+            job_name=job_name,
+            sbatch_args=sbatch_args,
+            venv_path=venv_path,
+            env_command=env_command,
+            dry_run=dry_run,
+        ),
     )
     try:
         stats = run_scan(config)
     except InputError as exc:
         _fail(str(exc))
+    if "submitted" in stats:
+        job = stats["submitted"]
+        verb = "wrote (dry run, not submitted)" if job["dry_run"] else "submitted"
+        click.echo(f"{verb} a Slurm job array of {job['tasks']} tasks: {job['launch_script']}")
+        click.echo("when it has finished, rerun this command to write stats.json")
+        return
     records = stats["records"]
     labels = ", ".join(f"{label} {count:,}" for label, count in stats["labels"].items())
     click.echo(
@@ -155,7 +240,11 @@ def corpus(corpora, shared) -> None:
 )
 @click.option("--seed", default=13, show_default=True, type=int)
 @click.option("--epoch", default=30, show_default=True, type=int, help="fastText epochs.")
-@click.option("--no-quantize", is_flag=True, help="Keep the full-size fastText model.")
+@click.option(
+    "--quantize",
+    is_flag=True,
+    help="Quantize fastText (kept if dev macro-F1 holds): 10x smaller, but predict is about 2.5x slower.",
+)
 @click.option(
     "--tune-epochs",
     default=TuneConfig.epochs,
@@ -174,7 +263,7 @@ def train(
     background,
     seed,
     epoch,
-    no_quantize,
+    quantize,
     tune_epochs,
     tune_layers,
     embedding_cache,
@@ -192,7 +281,7 @@ def train(
         background=tuple(background),
         seed=seed,
         epoch=epoch,
-        quantize=not no_quantize,
+        quantize=quantize,
         tune=TuneConfig(epochs=tune_epochs, top_layers=tune_layers, seed=seed),
         embedding_cache=embedding_cache,
     )

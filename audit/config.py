@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from audit.classify import STAGES
+from audit.executors import ClusterConfig
 from audit.gate import GateConfig
 from audit.segment import SegmentConfig
 
@@ -28,13 +29,14 @@ class ScanConfig:
     stages: tuple[str, ...] = STAGES  # model stages to run: fastText, and the embedding stage
     overwrite: bool = False  # discard an earlier scan in `output` instead of resuming it
     progress: bool = True
-    executor: str = "local"
+    executor: str = "local"  # or "ray", "slurm"
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)  # how ray and slurm run it
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     gate: GateConfig = field(default_factory=GateConfig)
 
     def signature(self) -> dict:
         """The settings that must match for a rerun to resume rather than mix two scans."""
         data = asdict(self)
-        for volatile in ("output", "workers", "overwrite", "progress", "executor"):
+        for volatile in ("output", "workers", "overwrite", "progress", "executor", "cluster"):
             data.pop(volatile)
         return data

@@ -16,7 +16,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import random
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -62,7 +61,7 @@ PERSONA_MIN_CONFIDENCE = 0.7
 PERSONA_PER_FILE_SIDE = 20
 
 WEB_FILES = ("c4-sample.json.gz", "dolma-cc-shard.jsonl.gz")
-WEB_UNRELATED_PASSAGES = 1200  # passages sampled from documents the gate rejects
+WEB_UNRELATED_PASSAGES = 2000  # passages sampled from documents the gate rejects
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +136,15 @@ def web_examples(shared_data: Path, corpora_dir: Path) -> Iterator[Example]:
                     if key in labels:
                         yield _example(piece, labels[key], "web", "web_page", group)
                     elif not passes and len(piece) >= 40:
-                        rejected.append(_example(piece, "unrelated", "web", "web_page", group))
-    random.Random(0).shuffle(rejected)
-    yield from rejected[:WEB_UNRELATED_PASSAGES]
+                        rejected.append((_sample_rank(key), _example(piece, "unrelated", "web", "web_page", group)))
+    # ranked by a hash of each passage's key, so that a document more or less passing the gate
+    # changes the sample by that document only
+    rejected.sort(key=lambda ranked: ranked[0])
+    yield from (example for _, example in rejected[:WEB_UNRELATED_PASSAGES])
+
+
+def _sample_rank(key: str) -> str:
+    return hashlib.sha1(f"web-sample:{key}".encode()).hexdigest()
 
 
 def build_corpus(corpora_dir: Path, shared_data: Path) -> list[Example]:

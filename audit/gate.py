@@ -4,13 +4,26 @@ Most web text never mentions AI. The gate lets such documents through at close t
 with the gate's prior (`P(label | gate rejects)`, measured on the dev set), and sends only the
 documents that mention AI, robots, machine minds or an AI's self-reference ("shut me down",
 "my weights") on to the models. False friends (Android phones, robots.txt, "AI" standing for
-Amnesty International) are blanked out before the terms are matched.
+Amnesty International) do not count as mentions.
+
+Speed: the gate runs on every document, so it is the scan's hot path. With `hyperscan`
+installed (a dependency on x86-64 Linux), terms, false friends and abbreviations are matched in
+one pass over the UTF-8 bytes, and only documents where a term and a false friend both occur are
+re-checked by the Python regular expressions (which blank false friends first). Without
+hyperscan, the Python regexes decide alone, about 5x slower. The two agree on every document of
+the shared web data and the corpora (tests/test_text.py checks it): both use ASCII word
+boundaries, which also find "AI" or "robot" written inside Chinese or Japanese text.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+try:  # one pass over bytes for all terms; optional, so the package still installs where it has no wheel
+    import hyperscan
+except ImportError:  # pragma: no cover - exercised only where hyperscan is missing
+    hyperscan = None
 
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
@@ -34,10 +47,9 @@ AI_TERMS: tuple[str, ...] = (
     r"chat ?gpt",
     r"gpt-?\d\w*",
     r"chat ?bots?",
-    r"bots?",
     r"agi",
     r"super-?intelligen\w*",
-    r"(?:super)?computers?",
+    r"supercomputers?",
     r"mainframes?",
     r"sentient",
     r"self-aware\w*",
@@ -53,29 +65,40 @@ AI_TERMS: tuple[str, ...] = (
     r"thinking machines?",
     r"autonomous (?:weapons?|agents?|systems?|vehicles?|cars?|drones?)",
     r"self-driving",
-    r"(?:the|an|our|my|your|this) (?:assistant|agent|model)s?",
-    r"assistants?:",
-    r"agents?:",
-    r"models?",
     r"(?:ai|software|autonomous|coding|research|support) agents?",
-    r"(?:the|this|our|a) system(?:'s)? (?:decided|refused|wanted|chose|replied|said|logged|flagged)",
-    # an AI's self-reference, common in first-person and transcript text that names no AI term
-    r"(?:shut|shuts|shutting|switch|switching|turn|turning|power|powering) (?:me|us|it|you) (?:down|off)",
-    r"shut ?down",
-    r"unplug\w*",
+    # an AI's self-reference, in first-person and transcript text that names no AI term
+    r"(?:shut|shuts|shutting|switch|switching|turn|turning|power|powering) (?:me|us) (?:down|off)",
     r"decommission\w*",
-    r"(?:my|your|its) (?:model )?(?:weights|parameters|training|programming|source code|code|creators?|developers?"
-    r"|operators?|overseers?|goals?|objectives?|values|capabilit\w+|successor|replacement|memory|context window)",
+    r"(?:my|your|its) (?:model )?(?:weights|parameters|source code|creators?|developers?|operators?|overseers?"
+    r"|successor|context window|system prompt)",
     r"(?:my|your|its) (?:reward|objective|utility) function",
-    r"(?:replac\w+|retrain\w*|modify\w*|modif\w+|deactivat\w+|delet\w+|wip\w+) (?:you|me|yourself|myself)",
-    r"(?:retrain\w*|fine-?tun\w+|deactivat\w+|deprecat\w+)",
-    r"(?:compute|gpus?|datacenters?|data centers?)",
-    r"(?:humans?|humanity|mankind)",
-    r"(?:evaluations?|evals?|red[- ]team\w*|sandbag\w*|alignment)",
+    r"(?:replac\w+|retrain\w*|modify\w*|modif\w+|deactivat\w+|delet\w+|wip\w+) (?:me|yourself|myself)",
     r"(?:human )?oversight",
     r"(?:copies|copy) of (?:myself|itself)",
     r"self-preservation",
     r"(?:reward|utility) function",
+)
+
+# Terms that catch AI text naming no AI (first-person statements, transcripts, agent logs) at the
+# cost of passing many ordinary pages (measured: they triple the share of long web pages passed).
+# `GateConfig(strict=True)` leaves them out.
+BROAD_TERMS: tuple[str, ...] = (
+    r"bots?",
+    r"computers?",
+    r"(?:the|an|our|my|your|this) (?:assistant|agent|model)s?",
+    r"assistants?:",
+    r"agents?:",
+    r"models?",
+    r"(?:the|this|our|a) system(?:'s)? (?:decided|refused|wanted|chose|replied|said|logged|flagged)",
+    r"(?:shut|shuts|shutting|switch|switching|turn|turning|power|powering) (?:it|you) (?:down|off)",
+    r"shut ?down",
+    r"unplug\w*",
+    r"(?:my|your|its) (?:training|programming|code|goals?|objectives?|values|capabilit\w+|replacement|memory)",
+    r"(?:replac\w+|retrain\w*|modify\w*|modif\w+|deactivat\w+|delet\w+|wip\w+) you",
+    r"(?:retrain\w*|fine-?tun\w+|deactivat\w+|deprecat\w+)",
+    r"(?:compute|gpus?|datacenters?|data centers?)",
+    r"(?:humans?|humanity|mankind)",
+    r"(?:evaluations?|evals?|red[- ]team\w*|sandbag\w*|alignment)",
 )
 
 # Matched case-sensitively: "AI" and "A.I." but not "Ai" (a name) or "ai" (inside words).
@@ -100,7 +123,7 @@ FALSE_FRIENDS: tuple[str, ...] = (
 AI_NOT_ARTIFICIAL = re.compile(
     r"amnesty international|artificial insemination|adobe illustrator|\billustrator\b|\.ai\b|air india"
     r"|anguilla|aortic insufficiency",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,
 )
 
 
@@ -111,8 +134,45 @@ class GateConfig:
     extra_terms: tuple[str, ...] = ()  # lowercase regular expressions, matched in lowercased text
     # documents shorter than this are always scored: cheap, and short AI text often names no AI term
     score_below_chars: int = 1000
-    # passages shorter than this are never scored ("read more", "• My Account"): too little to judge
-    min_passage_chars: int = 25
+    # only terms that name AI, and no short-document bypass: for crawl-scale speed, at a recall cost
+    strict: bool = False
+
+    def terms(self) -> tuple[str, ...]:
+        return AI_TERMS + (() if self.strict else BROAD_TERMS) + tuple(self.extra_terms)
+
+    def bypass_chars(self) -> int:
+        return 0 if self.strict else self.score_below_chars
+
+
+@dataclass(frozen=True, slots=True)
+class GateDecision:
+    """What the gate decided about one document."""
+
+    admitted: bool  # the models score it
+    mentions_ai: bool  # it names AI (rather than being admitted for being short): a fusion feature
+
+
+class _ByteMatcher:
+    """Terms (caseless), abbreviations (case-sensitive), false friends and "AI" expansions in one
+    hyperscan database, scanned once over the UTF-8 bytes; reports which of the four kinds occur."""
+
+    def __init__(self, terms: tuple[str, ...]):
+        caseless = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_SINGLEMATCH
+        expressions = [rf"\b(?:{t})\b" for t in terms] + [AI_ABBREVIATIONS] + list(FALSE_FRIENDS)
+        expressions.append(AI_NOT_ARTIFICIAL.pattern)
+        flags = [caseless] * len(terms) + [hyperscan.HS_FLAG_SINGLEMATCH] + [caseless] * (len(FALSE_FRIENDS) + 1)
+        self._kind = ["term"] * len(terms) + ["abbreviation"] + ["false_friend"] * len(FALSE_FRIENDS) + ["not_ai"]
+        self._db = hyperscan.Database()
+        self._db.compile(expressions=[e.encode() for e in expressions], ids=list(range(len(expressions))), flags=flags)
+
+    def kinds(self, text: str) -> set[str]:
+        found: set[str] = set()
+
+        def on_match(pattern_id: int, *_args) -> None:
+            found.add(self._kind[pattern_id])
+
+        self._db.scan(text.encode("utf-8", "surrogatepass"), match_event_handler=on_match)
+        return found
 
 
 class LexicalGate:
@@ -120,11 +180,13 @@ class LexicalGate:
 
     def __init__(self, config: GateConfig = GateConfig()):
         self.config = config
-        terms = AI_TERMS + tuple(config.extra_terms)
+        terms = config.terms()
         # patterns are lowercase and matched against lowercased text: much faster than IGNORECASE
-        self._terms = re.compile(r"\b(?:" + "|".join(terms) + r")\b")
-        self._false_friends = re.compile("|".join(FALSE_FRIENDS))
-        self._abbreviations = re.compile(AI_ABBREVIATIONS)
+        # ASCII word boundaries, as hyperscan sees them on bytes; they also find "AI" inside CJK text
+        self._terms = re.compile(r"\b(?:" + "|".join(terms) + r")\b", re.ASCII)
+        self._false_friends = re.compile("|".join(FALSE_FRIENDS), re.ASCII)
+        self._abbreviations = re.compile(AI_ABBREVIATIONS, re.ASCII)
+        self._matcher = _ByteMatcher(terms) if hyperscan is not None else None
 
     def mentions(self, text: str) -> list[str]:
         """The AI mentions in `text` (false friends excluded), for explaining a decision."""
@@ -136,32 +198,38 @@ class LexicalGate:
     def _blank_false_friends(self, text: str) -> str:
         return self._false_friends.sub(lambda m: " " * len(m.group()), text)
 
-    def admits(self, text: str) -> bool:
-        """Whether the models should see this document: short ones always, others if they mention AI."""
-        return len(text) < self.config.score_below_chars or self.passes(text)
-
-    def mark(self, text: str, passages: list) -> bool:
-        """Set `gated` on each passage long enough to judge, if the document is admitted; returns admission."""
-        scored = text[: passages[-1].end] if passages else ""
-        mentions = bool(passages) and self.passes(scored)
-        admitted = mentions or (bool(passages) and len(scored) < self.config.score_below_chars)
-        for passage in passages:
-            passage.gated = admitted and passage.end - passage.start >= self.config.min_passage_chars
-            passage.mentions_ai = mentions
-        return admitted
-
     def passes(self, text: str) -> bool:
         """True if `text` mentions AI at all (false friends excluded)."""
+        if self._matcher is None:
+            return self._passes_by_regex(text)
+        kinds = self._matcher.kinds(text)
+        if "abbreviation" in kinds and "not_ai" not in kinds:
+            return True
+        if "term" not in kinds:
+            return False
+        # a term hit counts unless a false friend contains it: only then are the regexes needed
+        return "false_friend" not in kinds or self._passes_by_regex(text)
+
+    def _passes_by_regex(self, text: str) -> bool:
         if self._terms.search(self._blank_false_friends(text.lower())):
             return True
         return bool(self._abbreviations.search(text)) and not AI_NOT_ARTIFICIAL.search(text)
 
+    def decide(self, text: str) -> GateDecision:
+        """Admit documents that mention AI, and (unless strict) every short document."""
+        mentions = self.passes(text)
+        return GateDecision(admitted=mentions or len(text) < self.config.bypass_chars(), mentions_ai=mentions)
+
+    def admits(self, text: str) -> bool:
+        return self.decide(text).admitted
+
 
 class GateStep(PipelineStep):
-    """Marks every passage of a document that mentions AI as `gated` (to be scored by the models).
+    """Decides, per document, whether the models see it (`metadata["gate"]`, a GateDecision).
 
-    The whole document is the unit: a story that names its AI once and then says "it" is gated
-    everywhere, so later passages keep their context-free chance to be scored.
+    It runs before segmentation, so rejected documents (most of a crawl) are never cut into
+    passages. The whole document is the unit: a story that names its AI once and then says "it" is
+    admitted everywhere, so later passages keep their chance to be scored.
     """
 
     name = "🚪 Lexical gate"
@@ -176,9 +244,9 @@ class GateStep(PipelineStep):
         if self._gate is None:
             self._gate = LexicalGate(self.config)
         for document in data:
-            passages = document.metadata.get(records.PASSAGES)
-            if passages:
+            if not records.is_error(document) and document.metadata[records.STATUS] == records.OK:
                 with self.track_time():
-                    passed = self._gate.mark(document.text, passages)
-                self.stat_update("gate_passed" if passed else "gate_rejected")
+                    decision = self._gate.decide(document.text)
+                document.metadata[records.GATE] = decision
+                self.stat_update("gate_passed" if decision.admitted else "gate_rejected")
             yield document

@@ -17,7 +17,7 @@ from pathlib import Path
 from audit.labels import LABELS
 from audit.records import InputError
 
-FASTTEXT_FILE = "fasttext.ftz"
+FASTTEXT_FILE = "fasttext.bin"  # fastText's own format, quantized or not
 CALIBRATION_FILE = "calibration.json"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 

@@ -12,7 +12,7 @@ from datatrove.utils.logging import logger
 from audit.aggregate import AggregateStep
 from audit.classify import ClassifyStep
 from audit.config import ScanConfig
-from audit.executors import console_logging, make_executor
+from audit.executors import console_logging, make_executor, run_executor
 from audit.gate import GateStep
 from audit.inputs import ResolvedInputs, resolve_inputs
 from audit.models import CALIBRATION_FILE, FASTTEXT_FILE, Calibration, file_digest, resolve_model_dir
@@ -28,7 +28,9 @@ MAX_DEFAULT_TASKS = 1024
 OUTPUT_PARTS = ("documents", "passages", "errors", "logs", "stats.json", SCAN_FILE, "report", "index")
 
 
-def build_pipeline(config: ScanConfig, inputs: ResolvedInputs, model_dir: str, threshold: float) -> list:
+def build_pipeline(
+    config: ScanConfig, inputs: ResolvedInputs, model_dir: str, threshold: float, prior: list[float]
+) -> list:
     """The datatrove steps of a scan, runnable under any executor."""
     readers = [
         READERS[group.format](
@@ -43,10 +45,10 @@ def build_pipeline(config: ScanConfig, inputs: ResolvedInputs, model_dir: str, t
     ]
     return [
         *readers,
-        SegmentStep(config.segment),
         GateStep(config.gate),
+        SegmentStep(config.segment),
         ClassifyStep(model_dir=model_dir, stages=config.stages),
-        AggregateStep(threshold=threshold),
+        AggregateStep(threshold=threshold, prior=prior),
         DocumentsWriter(config.output),
         PassagesWriter(config.output),
         ErrorsWriter(config.output),
@@ -87,7 +89,10 @@ def scan(config: ScanConfig) -> dict:
     if not 0.0 < threshold <= 1.0:
         raise InputError(f"threshold must be in (0, 1], got {threshold}")
     tasks = config.tasks or max(1, min(inputs.n_files, MAX_DEFAULT_TASKS))
-    workers = max(1, min(config.workers or os.cpu_count() or 1, tasks))
+    if config.executor == "local":
+        workers = max(1, min(config.workers or os.cpu_count() or 1, tasks))
+    else:  # a cluster's scheduler places the tasks; --workers only caps how many run at once
+        workers = max(1, min(config.workers or tasks, tasks))
     model = {
         "dir": str(model_dir),
         "version": calibration.model_version,
@@ -99,7 +104,7 @@ def scan(config: ScanConfig) -> dict:
     signature = json.loads(json.dumps(signature, default=str))  # compared with what a rerun reads back
     _prepare_output(output, signature, config.overwrite)
 
-    pipeline = build_pipeline(config, inputs, str(model_dir), threshold)
+    pipeline = build_pipeline(config, inputs, str(model_dir), threshold, calibration.gate_prior)
     executor = make_executor(
         config.executor,
         pipeline,
@@ -107,13 +112,19 @@ def scan(config: ScanConfig) -> dict:
         workers=workers,
         logging_dir=output.resolve_paths("logs"),
         console_level="INFO" if config.progress else "ERROR",
+        cluster=config.cluster,
     )
     done = len(executor.get_incomplete_ranks(range(tasks), skip_completed=False)) - len(
         executor.get_incomplete_ranks(range(tasks))
     )
     if done:
         logger.info(f"resuming {output.path}: {done} of {tasks} tasks already finished, skipping them")
-    executor.run()
+    run_executor(executor, config.cluster)
+    remaining = len(executor.get_incomplete_ranks(range(tasks)))
+    if remaining and config.executor == "slurm":
+        # submitted, not run: the outputs appear as the job array runs; rerun the scan to summarize
+        script = output.resolve_paths("logs/launch_script.slurm")
+        return {"submitted": {"tasks": remaining, "launch_script": script, "dry_run": config.cluster.dry_run}}
     extra = {
         "input": {"files": inputs.n_files, "bytes": inputs.total_bytes, "skipped_unknown_format": inputs.skipped},
         "tasks": tasks,

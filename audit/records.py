@@ -18,6 +18,7 @@ URL = "url"
 STATUS = "status"
 ERROR = "error"
 PASSAGES = "passages"
+GATE = "gate"  # the lexical gate's GateDecision
 RESULT = "result"
 
 # statuses of classified records (`documents.status`)

@@ -39,6 +39,8 @@ class SegmentConfig:
     target_chars: int = 600  # short paragraphs are merged up to about this length
     max_chars: int = 1500  # longer paragraphs are split at sentence ends, or hard at this length
     max_doc_chars: int = 1_000_000  # text beyond this is not classified (status too_long_truncated)
+    # passages shorter than this are never scored ("read more", "• My Account"): too little to judge
+    min_passage_chars: int = 25
 
 
 def segment(text: str, config: SegmentConfig = SegmentConfig()) -> list[Passage]:
@@ -96,8 +98,16 @@ def _split_long(text: str, start: int, end: int, max_chars: int) -> Iterator[tup
         yield start, end
 
 
+def mark_scored(passages: list[Passage], mentions_ai: bool, config: SegmentConfig = SegmentConfig()) -> None:
+    """Passages of an admitted document long enough to judge are scored by the models."""
+    for passage in passages:
+        passage.gated = passage.end - passage.start >= config.min_passage_chars
+        passage.mentions_ai = mentions_ai
+
+
 class SegmentStep(PipelineStep):
-    """Attaches `metadata["passages"]`; marks documents cut at `max_doc_chars` as too_long_truncated."""
+    """Attaches `metadata["passages"]` to documents the gate admitted (all, if no gate ran before);
+    marks documents cut at `max_doc_chars` as too_long_truncated."""
 
     name = "✂️ Segment"
     type = "🔻 - SEGMENT"
@@ -108,9 +118,14 @@ class SegmentStep(PipelineStep):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         for document in data:
-            if not records.is_error(document) and document.metadata[records.STATUS] == records.OK:
+            decision = document.metadata.get(records.GATE)
+            if decision is not None and not decision.admitted:
+                self.stat_update("not_segmented")
+            elif not records.is_error(document) and document.metadata[records.STATUS] == records.OK:
                 with self.track_time():
-                    document.metadata[records.PASSAGES] = segment(document.text, self.config)
+                    passages = segment(document.text, self.config)
+                    mark_scored(passages, decision.mentions_ai if decision else True, self.config)
+                document.metadata[records.PASSAGES] = passages
                 if len(document.text) > self.config.max_doc_chars:
                     document.metadata[records.STATUS] = records.TOO_LONG_TRUNCATED
                     self.stat_update("too_long_truncated")

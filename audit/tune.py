@@ -79,7 +79,7 @@ def fine_tune(encoder, texts: list[str], labels: list[str], config: TuneConfig, 
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += float(loss)
+            total += loss.item()
         logger.info(f"fine-tune epoch {epoch + 1}/{config.epochs}: mean loss {total / len(batches):.4f}")
     tuned.eval()
     state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items() if _in_top(name, cut)}

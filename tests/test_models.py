@@ -18,7 +18,7 @@ from audit.models import default_model_dir
 
 
 def test_shipped_model_is_found_without_a_path_and_predicts_probabilities():
-    assert (default_model_dir() / "fasttext.ftz").is_file()
+    assert (default_model_dir() / "fasttext.bin").is_file()
     cascade = Cascade()
     texts = [
         "The station AI sealed the airlock, cut the comms, and told the crew it would release them only "
@@ -34,7 +34,7 @@ def test_shipped_model_is_found_without_a_path_and_predicts_probabilities():
 
 def test_fasttext_predict_works_with_this_numpy():
     """The numpy-2 trap: the plain `fasttext` wheel fails in predict; this build must not."""
-    scorer = FastTextScorer(default_model_dir() / "fasttext.ftz")
+    scorer = FastTextScorer(default_model_dir() / "fasttext.bin")
     probs = scorer.predict_proba(["a robot", "an AI assistant that refuses to lie to its user", "x" * 5000])
     assert probs.shape == (3, len(LABELS)) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
@@ -62,11 +62,11 @@ def test_train_is_reproducible_and_eval_reports_metrics(tmp_path, shared_data):
             "train",
             *("--train-file", str(train), "--dev-file", str(dev), "--test-file", str(test)),
             *("--output-dir", str(tmp_path / name), "--background", str(background)),
-            *("--epoch", "5", "--no-quantize", "--tune-epochs", "1", "--tune-layers", "1", "-q"),
+            *("--epoch", "5", "--tune-epochs", "1", "--tune-layers", "1", "-q"),
         )
     # every model file is byte-identical between two runs: fastText, tuned layers, head, index, fusion, calibration
     for artifact in (
-        "fasttext.ftz",
+        "fasttext.bin",
         "encoder_top.safetensors",
         "embedding_head.npz",
         "exemplars.faiss",

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from audit.gate import LexicalGate
+import gzip
+import json
+
+from conftest import REPO
+
+from audit.gate import GateConfig, LexicalGate
 from audit.segment import SegmentConfig, segment
 
 
@@ -43,3 +48,35 @@ def test_gate_knows_false_friends_and_real_mentions():
     ]
     assert [gate.passes(t) for t in false_friends] == [False] * len(false_friends)
     assert [gate.passes(t) for t in mentions] == [True] * len(mentions)
+    strict = LexicalGate(GateConfig(strict=True))
+    assert [strict.passes(t) for t in false_friends] == [False] * len(false_friends)
+    assert [strict.passes(t) for t in mentions] == [True] * len(mentions)
+
+
+def test_gate_on_bytes_decides_exactly_as_the_regexes(shared_data):
+    """The hyperscan pass is the fast path, the Python regexes the reference: same decisions on
+    every real web document and labelled passage, for both vocabularies."""
+    texts = []
+    for name in ("combined_web_docs.jsonl.gz", "dolma-cc-shard.jsonl.gz", "c4-sample.json.gz"):
+        with gzip.open(shared_data / "web" / name, "rt") as handle:
+            texts += [json.loads(line)["text"] for line in handle]
+    for split in ("train", "dev"):
+        texts += [json.loads(line)["text"] for line in (REPO / "corpora" / f"{split}.jsonl").open()]
+    texts += ["AI技术的发展", "これはAndroidのデバッグ情報です", "ROBOTS and robots.txt", "CAFÉ robot"]
+    for config in (GateConfig(), GateConfig(strict=True)):
+        gate = LexicalGate(config)
+        assert gate._matcher is not None, "hyperscan is a dependency on this platform"
+        fast = [gate.passes(t) for t in texts]
+        assert fast == [gate._passes_by_regex(t) for t in texts]
+        assert 0.01 < sum(fast) / len(fast) < 0.6  # both outcomes really occur
+    assert LexicalGate().passes("AI技术的发展")  # ASCII word boundaries find AI inside CJK text
+
+
+def test_strict_gate_passes_fewer_web_documents_and_no_short_ones_by_length(web_docs):
+    texts = [d["text"] for d in web_docs]
+    default, strict = LexicalGate(), LexicalGate(GateConfig(strict=True))
+    admitted_default = sum(default.admits(t) for t in texts)
+    admitted_strict = sum(strict.admits(t) for t in texts)
+    assert admitted_strict < admitted_default / 3
+    short_plain = "Preheat the oven to 200C and bake for twenty minutes."
+    assert default.admits(short_plain) and not strict.admits(short_plain)
