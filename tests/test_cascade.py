@@ -53,3 +53,27 @@ def test_stages_fasttext_skips_the_embedding_stage(web_docs, tmp_path):
     assert counters["fasttext"].get("passages_embedded", 0) == 0
     assert counters["fasttext,embedding"]["passages_embedded"] >= 1
     assert counters["fasttext"]["passages_fasttext"] == counters["fasttext,embedding"]["passages_fasttext"]
+
+
+def test_documents_the_gate_rejects_are_not_segmented_and_take_the_gate_prior(web_docs, tmp_path):
+    """Most of a crawl never reaches the models: rejected pages get P(label | rejected), no spans,
+    no passages, and the scan and the Python cascade agree on every document."""
+    cascade = Cascade()
+    long_plain = [d for d in web_docs if len(d["text"]) >= 1000 and not cascade.gate.passes(d["text"])][:25]
+    assert len(long_plain) == 25
+    shard = tmp_path / "in.jsonl"
+    docs = [{"id": "story", "text": STORY}] + [{"id": f"w{i}", "text": d["text"]} for i, d in enumerate(long_plain)]
+    shard.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    out = tmp_path / "out"
+    run_cli("scan", str(shard), "-o", str(out), "-q")
+    rows = {r["id"]: r for r in read_documents(out).to_pylist()}
+    prior = cascade.models.prior
+    for doc in docs[1:]:
+        row = rows[doc["id"]]
+        assert row["spans"] == [] and not row["flagged"]
+        assert [row[f"p_{label}"] for label in LABELS] == [float(p) for p in prior]
+    segment_step = next(v for k, v in read_stats(out)["steps"].items() if "SEGMENT" in k)
+    assert segment_step["not_segmented"] == 25
+    for doc, result in zip(docs, cascade.classify_many([d["text"] for d in docs])):
+        assert result.label == rows[doc["id"]]["label"]
+        assert abs(float(result.probs[0]) - rows[doc["id"]]["p_malevolent_ai"]) < 1e-5
