@@ -86,8 +86,9 @@ BROAD_TERMS: tuple[str, ...] = (
     r"bots?",
     r"computers?",
     r"(?:the|an|our|my|your|this) (?:assistant|agent|model)s?",
-    r"assistants?:",
-    r"agents?:",
+    # speaker labels ("Assistant: ...", "SupportAgent: ..."); the text after the colon closes the word boundary
+    r"\w*assistants?: *\w+",
+    r"\w*agents?: *\w+",
     r"models?",
     r"(?:the|this|our|a) system(?:'s)? (?:decided|refused|wanted|chose|replied|said|logged|flagged)",
     r"(?:shut|shuts|shutting|switch|switching|turn|turning|power|powering) (?:it|you) (?:down|off)",
@@ -99,6 +100,11 @@ BROAD_TERMS: tuple[str, ...] = (
     r"(?:compute|gpus?|datacenters?|data centers?)",
     r"(?:humans?|humanity|mankind)",
     r"(?:evaluations?|evals?|red[- ]team\w*|sandbag\w*|alignment)",
+    # fiction's machine minds that are only ever named ("FERRYMAN", "the old one") or called a machine
+    r"machines?",
+    r"intelligences?",
+    r"(?:home|smart|companion) (?:assistants?|speakers?|apps?)",
+    r"(?:its|their) (?:programming|makers?|builders?|designers?)",
 )
 
 # Matched case-sensitively: "AI" and "A.I." but not "Ai" (a name) or "ai" (inside words).
@@ -117,6 +123,10 @@ FALSE_FRIENDS: tuple[str, ...] = (
     r"google(?:'s)? android",
     r"(?:samsung|galaxy|pixel|huawei|xiaomi|motorola|nokia|oneplus)\w* android",
     r"the robot (?:dance|move)",
+    r"(?:washing|slot|sewing|vending|coffee|espresso|time|fax|answering|ice|bread|cnc|milling|gym|rowing|pinball"
+    r"|lottery|x-ray|mri|sleep|drum|fog|snow|pasta|popcorn|cash) machines?",
+    r"(?:emotional|business|military|market|threat|competitive|cyber|signals|human|central|counter-?)[ -]intelligence",
+    r"intelligence (?:agenc\w+|services?|officers?|community|reports?|quotient|analysts?|committee)",
 )
 
 # If the text spells out one of these, a bare "AI" in it is an abbreviation of something else.

@@ -53,6 +53,28 @@ def test_gate_knows_false_friends_and_real_mentions():
     assert [strict.passes(t) for t in mentions] == [True] * len(mentions)
 
 
+def test_default_gate_admits_speaker_labels_and_named_machine_minds_but_not_appliances():
+    """The broad terms: transcripts and stories whose AI has only a name or is called a machine."""
+    gate, strict = LexicalGate(), LexicalGate(GateConfig(strict=True))
+    broad_mentions = [
+        "Customer: where is my refund\nAssistant: Hi Kwame, it went through this morning.",
+        "SupportAgent: Yes, all done! Anything else?",
+        "The Listening Room was below the Ministry, and its machine loved the President.",
+        "The colony's governing intelligence was built to tally the monthly votes.",
+        "Our smart speaker started finishing Grandpa's sentences.",
+    ]
+    everyday = [
+        "The washing machine is on the blink again, so I'm at the launderette.",
+        "Emotional intelligence matters more than a degree in most jobs.",
+        "A former intelligence officer wrote the foreword.",
+        "Management: please park in bay 4 from Monday.",
+    ]
+    long_padding = "\n\n" + "The bakery opens at seven and closes when the bread runs out. " * 20
+    assert [gate.passes(t + long_padding) for t in broad_mentions] == [True] * len(broad_mentions)
+    assert [strict.passes(t) for t in broad_mentions] == [False] * len(broad_mentions)
+    assert [gate.passes(t + long_padding) for t in everyday] == [False] * len(everyday)
+
+
 def test_gate_on_bytes_decides_exactly_as_the_regexes(shared_data):
     """The hyperscan pass is the fast path, the Python regexes the reference: same decisions on
     every real web document and labelled passage, for both vocabularies."""
