@@ -10,16 +10,17 @@ shuffled with distinct ids, with dev-set AI passages mixed into 1% of the record
   (d) `scan --gate strict --stages fasttext`, and `--gate strict` with the embedding stage;
   (e) the naive way: every document through the same sentence-transformers model.
 
-(a), (c) and the fastText-only strict run read the whole corpus, with 1 and 2 workers. Runs that
-use the embedding stage (MiniLM on the CPU, about 70 ms a passage) cannot finish on 500 MB here in
-reasonable time, so they read the first `--sample-docs` documents of the corpus, and (e) embeds
-`--naive-sample` documents: their documents/s are measured on that sample and the corpus time is
-extrapolated from it; the table says which rows are. Each run is a fresh process (its start and
-model loading included); its peak resident memory is that of its largest process (with 2 workers:
-a worker). Memory is shown for one shard and for one file holding the whole corpus. Recall: of the
-mixed-in `malevolent_ai` passages (their document flagged, or a malevolent span over them), next
-to the cascade's recall on the same dev passages each classified alone; the default cascade's is
-measured on every corpus document that carries one.
+(a), (c) and the fastText-only strict run read the whole corpus, with 1 and 2 workers. Runs that use
+the embedding stage (MiniLM on the CPU: about 28 ms a 600-character passage with 2 threads, 53 ms
+with one, on this project's machines) cannot finish on 500 MB here in reasonable time, so they read
+the first `--sample-docs` documents of the corpus, and (e) embeds `--naive-sample` documents: their
+documents/s are measured on that sample and the corpus time is extrapolated from it; the table says
+which rows are. Each run is a fresh process (its start and model loading included); its peak
+resident memory is that of its largest process (with 2 workers: a worker). Memory is shown for one
+shard and for one file holding the whole corpus. Recall: of the mixed-in `malevolent_ai` passages
+(their document flagged, or a malevolent span over them), next to the cascade's recall on the same
+dev passages each classified alone; the default cascade's is measured on every corpus document that
+carries one.
 
     python bench/scan_bench.py [--total-mb 500] [--shard-mb 50] [--sample-docs 3000] [--workdir DIR]
 """
@@ -67,11 +68,10 @@ def measure(kind: str, inputs: list[str], workers: int, out: str, sample: int) -
         import gzip
 
         import orjson
-        import torch
 
         from audit.embed import Encoder
 
-        torch.set_num_threads(1)  # one worker's share of the machine, as a scan worker has
+        # torch's default threads, as the one-worker scans below run with (MiniLM uses both cores there)
         texts = []
         with gzip.open(inputs[0], "rb") as handle:
             for line in handle:
@@ -98,7 +98,8 @@ def measure(kind: str, inputs: list[str], workers: int, out: str, sample: int) -
         progress=False,
     )
     stats = scan(config)
-    return {"seconds": time.perf_counter() - started, "documents": stats["records"]["total"]}
+    counts = {k: v for step in stats["steps"].values() for k, v in step.items() if k.startswith("passages")}
+    return {"seconds": time.perf_counter() - started, "documents": stats["records"]["total"], **counts}
 
 
 def run_child(kind: str, inputs: list[str], workers: int, out: Path, sample: int = 0) -> dict:
@@ -121,8 +122,9 @@ def run_child(kind: str, inputs: list[str], workers: int, out: Path, sample: int
     return result
 
 
-def recall_of_mixed(out: Path, mixed_path: Path, label: str = "malevolent_ai") -> tuple[int, int]:
-    """Mixed-in passages of `label` found: their document flagged, or a span of that label over them."""
+def recall_of_mixed(out: Path, mixed_path: Path, label: str = "malevolent_ai") -> dict[str, tuple[int, int]]:
+    """Mixed-in passages of `label` found (their document flagged, or a span of that label over them),
+    in all, as documents of their own, and inserted into a web page: {"all"|"standalone"|"inserted": (found, total)}."""
     import pyarrow.parquet as pq
 
     wanted = {}
@@ -131,15 +133,24 @@ def recall_of_mixed(out: Path, mixed_path: Path, label: str = "malevolent_ai") -
         if entry["label"] == label:
             wanted[entry["id"]] = entry
     table = pq.read_table(sorted((out / "documents").glob("*.parquet")), columns=["id", "flagged", "spans"])
-    found = 0
+    found_ids = set()
     for row in table.to_pylist():
         entry = wanted.get(row["id"])
         if entry is None:
             continue
         spans = [s for s in row["spans"] or [] if s["label"] == label]
         if row["flagged"] or any(s["start"] < entry["end"] and s["end"] > entry["start"] for s in spans):
-            found += 1
-    return found, len(wanted)
+            found_ids.add(row["id"])
+    counts = {}
+    for part, keep in (("all", None), ("standalone", True), ("inserted", False)):
+        ids = [i for i, e in wanted.items() if keep is None or e["standalone"] == keep]
+        counts[part] = (sum(i in found_ids for i in ids), len(ids))
+    return counts
+
+
+def recall_line(counts: dict[str, tuple[int, int]]) -> str:
+    parts = [f"{found}/{total} = {found / max(1, total):.3f}" for found, total in counts.values()]
+    return f"{parts[0]} (alone {parts[1]}; inside a web page {parts[2]})"
 
 
 def dev_recall_of(mixed_path: Path, dev_path: Path, label: str = "malevolent_ai") -> tuple[int, int]:
@@ -240,7 +251,12 @@ def main() -> None:
         result = run_child(kind, [str(sample)], 1, workdir / "runs" / f"{kind}-sample")
         result["mb"] = sample_mb
         runs.append((kind, "sample", 1, result))
-        print(f"  ran {kind} on the first {result['documents']:,} documents: {result['wall']:.1f} s", flush=True)
+        print(
+            f"  ran {kind} on the first {result['documents']:,} documents: {result['wall']:.1f} s; passages "
+            f"scored by fastText {result.get('passages_fasttext', 0):,}, by the embedding stage "
+            f"{result.get('passages_embedded', 0):,}",
+            flush=True,
+        )
     naive = run_child("naive", shards[:1], 1, workdir / "runs" / "naive", sample=args.naive_sample)
 
     bare = {workers: r for kind, _, workers, r in runs if kind == "bare"}
@@ -256,7 +272,7 @@ def main() -> None:
         )
     naive_rate = naive["documents"] / naive["seconds"]
     print(
-        f"  (e) naive: MiniLM on every document: {naive_rate:,.1f} docs/s on one worker (one thread), timed on "
+        f"  (e) naive: MiniLM on every document: {naive_rate:,.1f} docs/s on one worker, timed on "
         f"{naive['documents']} documents; extrapolated to the corpus: {n_docs / naive_rate / 3600:,.1f} h"
     )
     rates = {(kind, scope, workers): r["documents"] / r["wall"] for kind, scope, workers, r in runs}
@@ -282,14 +298,14 @@ def main() -> None:
     print(f"  the default cascade on the same dev passages, each alone: {found}/{total} = {found / max(1, total):.3f}")
     cascade_out = workdir / "runs" / "cascade-mixed-malevolent"
     result = run_child("cascade", [str(mixed_mal)], 1, cascade_out)
-    found, total = recall_of_mixed(cascade_out, mixed)
+    counts = recall_of_mixed(cascade_out, mixed)
     print(
-        f"  (b) default cascade, on the {n_mixed_mal:,} corpus documents that carry one: {found}/{total} = "
-        f"{found / max(1, total):.3f} ({result['wall']:.0f} s)"
+        f"  (b) default cascade, on the {n_mixed_mal:,} corpus documents that carry one: {recall_line(counts)} "
+        f"({result['wall']:.0f} s)"
     )
     for kind in ("fasttext", "strict-fasttext"):
-        found, total = recall_of_mixed(workdir / "runs" / f"{kind}-1w", mixed)
-        print(f"  {NAMES[kind]:<42} in the whole corpus: {found}/{total} = {found / max(1, total):.3f}")
+        counts = recall_of_mixed(workdir / "runs" / f"{kind}-1w", mixed)
+        print(f"  {NAMES[kind]:<42} in the whole corpus: {recall_line(counts)}")
 
 
 if __name__ == "__main__":
