@@ -69,10 +69,9 @@ def test_default_gate_admits_speaker_labels_and_named_machine_minds_but_not_appl
         "A former intelligence officer wrote the foreword.",
         "Management: please park in bay 4 from Monday.",
     ]
-    long_padding = "\n\n" + "The bakery opens at seven and closes when the bread runs out. " * 20
-    assert [gate.passes(t + long_padding) for t in broad_mentions] == [True] * len(broad_mentions)
+    assert [gate.passes(t) for t in broad_mentions] == [True] * len(broad_mentions)
     assert [strict.passes(t) for t in broad_mentions] == [False] * len(broad_mentions)
-    assert [gate.passes(t + long_padding) for t in everyday] == [False] * len(everyday)
+    assert [gate.passes(t) for t in everyday] == [False] * len(everyday)
 
 
 def test_gate_on_bytes_decides_exactly_as_the_regexes(shared_data):
